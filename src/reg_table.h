@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * The live registrations: a multiset of (addr, len) with the page-aligned
+ * extent each one counted in the range map.  Unpin looks a registration up
+ * here, so a range never pinned, or pinned once and unpinned twice, is
+ * refused instead of corrupting page counts.  Pure data structure.
+ */
+#ifndef SAFEPIN_REG_TABLE_H
+#define SAFEPIN_REG_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "avl.h"
+#include "node_alloc.h"
+
+struct reg_extent {
+	uintptr_t start, end;	/* what was counted: [start, end) */
+};
+
+struct reg_table {
+	struct avl_tree tree;
+	struct node_alloc alloc;
+	size_t nr_live;		/* registrations, duplicates included */
+};
+
+void reg_table_init(struct reg_table *t, const struct node_alloc *alloc);
+void reg_table_clear(struct reg_table *t);
+void reg_table_forget(struct reg_table *t);
+
+/* Record one more registration of (addr, len). Return 0 or -ENOMEM. */
+int reg_table_add(struct reg_table *t, uintptr_t addr, size_t len,
+		  const struct reg_extent *ext);
+/* Extent of a live registration of (addr, len). Return 0 or -ENOENT. */
+int reg_table_find(const struct reg_table *t, uintptr_t addr, size_t len,
+		   struct reg_extent *ext);
+/* Drop one registration found with reg_table_find(). Return 0 or -ENOENT. */
+int reg_table_del(struct reg_table *t, uintptr_t addr, size_t len,
+		  const struct reg_extent *ext);
+
+#endif

@@ -1,0 +1,419 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * A pin request, in order:
+ *  1. read the VMAs of the range: refuse holes and PROT_NONE, widen the
+ *     range to whole (huge) pages;
+ *  2. record the registration and add one to every page's count; the pages
+ *     that go 0->1 come back as maximal runs, each with the mark its VMA
+ *     needs (none for shared memory or memory the application itself
+ *     marked DONTFORK);
+ *  3. one madvise() per marked run;
+ *  4. pre-fault with write semantics, outside the lock.
+ * Any failure undoes the steps before it, so counts and VMA flags end
+ * exactly as they were.  Unpin subtracts and unmarks the runs that went
+ * 1->0 with the inverse advice.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "arena.h"
+#include "config.h"
+#include "log.h"
+#include "range_map.h"
+#include "reg_table.h"
+#include "registry.h"
+#include "vm.h"
+
+static struct {
+	pthread_mutex_t lock;
+	struct arena arena;
+	struct range_map pages;
+	struct reg_table regs;
+	enum safepin_policy policy;
+	bool unprotected;		/* test-only */
+	uint64_t pages_marked;
+	uint64_t madvise_calls;
+	uint64_t prefaulted_pages;
+	uint64_t cow_unbroken_pages;
+	uint64_t failures;
+} reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+void registry_init(void)
+{
+	struct node_alloc alloc;
+
+	arena_init(&reg.arena);
+	alloc = arena_node_alloc(&reg.arena);
+	range_map_init(&reg.pages, &alloc);
+	reg_table_init(&reg.regs, &alloc);
+	reg.policy = config_default_policy();
+	if (reg.policy == SAFEPIN_POLICY_KERNEL_COPY) {
+		/* Only a probe of this kernel may allow it (safepin_set_policy()). */
+		sp_log(SP_LOG_ERROR, "SAFEPIN_POLICY=kernel-copy is not proven safe on this "
+		       "kernel; using dontfork");
+		reg.policy = SAFEPIN_POLICY_DONTFORK;
+	}
+}
+
+void registry_lock(void)
+{
+	pthread_mutex_lock(&reg.lock);
+}
+
+void registry_unlock(void)
+{
+	pthread_mutex_unlock(&reg.lock);
+}
+
+void registry_reset_in_child(void)
+{
+	pthread_mutex_init(&reg.lock, NULL);
+	/* The nodes are the parent's: drop them with the arena in one go. */
+	range_map_forget(&reg.pages);
+	reg_table_forget(&reg.regs);
+	arena_release(&reg.arena);
+	reg.pages_marked = 0;
+	reg.madvise_calls = 0;
+	reg.prefaulted_pages = 0;
+	reg.cow_unbroken_pages = 0;
+	reg.failures = 0;
+}
+
+void registry_disable_protection(bool disable)
+{
+	registry_lock();
+	reg.unprotected = disable;
+	registry_unlock();
+}
+
+/* --- step 1: the VMAs of a range ------------------------------------- */
+
+struct vma_list {
+	struct vma_info *v;
+	size_t n, cap;
+	uintptr_t want;		/* next address that must be mapped */
+};
+
+static int collect_vma(void *ctx, const struct vma_info *vma)
+{
+	struct vma_list *l = ctx;
+
+	if (vma->start > l->want)
+		return -EFAULT;		/* a hole */
+	if (!(vma->flags & (VMA_READ | VMA_WRITE | VMA_EXEC)))
+		return -EFAULT;		/* PROT_NONE */
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 4;
+		struct vma_info *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *vma;
+	l->want = vma->end;
+	return 0;
+}
+
+static uintptr_t align_down(uintptr_t x, size_t a)
+{
+	return x & ~(uintptr_t)(a - 1);
+}
+
+static uintptr_t align_up(uintptr_t x, size_t a)
+{
+	return (x + a - 1) & ~(uintptr_t)(a - 1);
+}
+
+/* Read the VMAs of [addr, addr + len) into @l and widen it to whole pages in @ext. */
+static int describe_range(uintptr_t addr, size_t len, struct vma_list *l,
+			  struct reg_extent *ext)
+{
+	size_t ps = vm_base_page_size();
+	uintptr_t start = align_down(addr, ps), end = align_up(addr + len, ps);
+	int ret;
+
+	if (end < start)	/* the last page wraps around */
+		return -EINVAL;
+	l->want = start;
+	ret = vm_for_each_vma(start, end, collect_vma, l);
+	if (ret)
+		return ret;
+	if (!l->n || l->want < end)
+		return -EFAULT;
+	/* hugetlb VMAs are aligned to their page size: the widening stays inside. */
+	ext->start = align_down(addr, l->v[0].page_size);
+	ext->end = align_up(addr + len, l->v[l->n - 1].page_size);
+	return 0;
+}
+
+/* --- step 2: what each 0->1 run needs --------------------------------- */
+
+static enum range_mark mark_for(const struct vma_info *v)
+{
+	if (reg.unprotected || reg.policy == SAFEPIN_POLICY_KERNEL_COPY)
+		return RANGE_MARK_NONE;
+	/* Shared memory is never copied on write: hiding it only hurts. */
+	if (v->flags & (VMA_SHARED | VMA_IO))
+		return RANGE_MARK_NONE;
+	/* The application's own marking: not ours to add or remove. */
+	if (v->flags & VMA_DONTFORK)
+		return RANGE_MARK_NONE;
+	if (reg.policy == SAFEPIN_POLICY_ZERO_FILL && !(v->flags & (VMA_FILE | VMA_HUGETLB)))
+		return v->flags & VMA_WIPEONFORK ? RANGE_MARK_NONE : RANGE_MARK_WIPEONFORK;
+	return RANGE_MARK_DONTFORK;
+}
+
+struct seg_builder {
+	const struct vma_list *vmas;
+	size_t vi;
+	struct range_seg *s;
+	size_t n, cap;
+};
+
+static int push_seg(struct seg_builder *b, uintptr_t start, uintptr_t end,
+		    enum range_mark mark)
+{
+	if (b->n && b->s[b->n - 1].end == start && b->s[b->n - 1].mark == mark) {
+		b->s[b->n - 1].end = end;
+		return 0;
+	}
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 4;
+		struct range_seg *s = realloc(b->s, cap * sizeof(*s));
+
+		if (!s)
+			return -ENOMEM;
+		b->s = s;
+		b->cap = cap;
+	}
+	b->s[b->n++] = (struct range_seg){ start, end, mark };
+	return 0;
+}
+
+/* Cut one gap of the page map along VMA boundaries. */
+static int split_gap(void *ctx, const struct range_seg *gap)
+{
+	struct seg_builder *b = ctx;
+	uintptr_t pos = gap->start;
+
+	while (pos < gap->end) {
+		const struct vma_info *v = &b->vmas->v[b->vi];
+		uintptr_t end;
+		int ret;
+
+		if (v->end <= pos) {
+			b->vi++;
+			continue;
+		}
+		end = v->end < gap->end ? v->end : gap->end;
+		ret = push_seg(b, pos, end, mark_for(v));
+		if (ret)
+			return ret;
+		pos = end;
+	}
+	return 0;
+}
+
+/* --- step 3: marking --------------------------------------------------- */
+
+static int advice_of(enum range_mark mark, bool set)
+{
+	if (mark == RANGE_MARK_WIPEONFORK)
+		return set ? MADV_WIPEONFORK : MADV_KEEPONFORK;
+	return set ? MADV_DONTFORK : MADV_DOFORK;
+}
+
+static uint64_t base_pages(uintptr_t start, uintptr_t end)
+{
+	return (end - start) / vm_base_page_size();
+}
+
+static int apply_mark(const struct range_seg *seg, bool set)
+{
+	int ret;
+
+	if (seg->mark == RANGE_MARK_NONE)
+		return 0;
+	reg.madvise_calls++;
+	ret = vm_madvise(seg->start, seg->end, advice_of(seg->mark, set));
+	if (ret) {
+		sp_log(SP_LOG_ERROR, "madvise(%#lx-%#lx, %s) failed: errno %d",
+		       (unsigned long)seg->start, (unsigned long)seg->end,
+		       set ? "mark" : "unmark", -ret);
+		return ret;
+	}
+	if (set)
+		reg.pages_marked += base_pages(seg->start, seg->end);
+	else
+		reg.pages_marked -= base_pages(seg->start, seg->end);
+	return 0;
+}
+
+static int unmark_run(void *ctx, const struct range_seg *seg)
+{
+	(void)ctx;
+	if (apply_mark(seg, false))
+		reg.failures++;	/* left marked: safe, but the child misses it */
+	return 0;
+}
+
+/* Caller holds reg.lock. Undo a registration already counted and marked. */
+static void drop_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
+{
+	range_map_sub(&reg.pages, ext->start, ext->end, unmark_run, NULL);
+	reg_table_del(&reg.regs, addr, len, ext);
+}
+
+static int count_and_mark_locked(uintptr_t addr, size_t len, const struct vma_list *vmas,
+				 const struct reg_extent *ext)
+{
+	struct seg_builder b = { .vmas = vmas };
+	size_t marked;
+	int ret;
+
+	ret = range_map_gaps(&reg.pages, ext->start, ext->end, split_gap, &b);
+	if (ret)
+		goto out;
+	ret = reg_table_add(&reg.regs, addr, len, ext);
+	if (ret)
+		goto out;
+	ret = range_map_add(&reg.pages, ext->start, ext->end, b.s, b.n);
+	if (ret) {
+		reg_table_del(&reg.regs, addr, len, ext);
+		goto out;
+	}
+	for (marked = 0; marked < b.n; marked++) {
+		ret = apply_mark(&b.s[marked], true);
+		if (ret)
+			break;
+	}
+	if (ret) {
+		while (marked--)
+			apply_mark(&b.s[marked], false);
+		/* Nothing is marked now: take the counts back without unmarking. */
+		range_map_sub(&reg.pages, ext->start, ext->end, NULL, NULL);
+		reg_table_del(&reg.regs, addr, len, ext);
+	}
+out:
+	free(b.s);
+	return ret;
+}
+
+/* --- step 4: pre-fault ------------------------------------------------- */
+
+static int prefault(const struct vma_list *vmas, const struct reg_extent *ext,
+		    uint64_t *faulted, uint64_t *cow_unbroken)
+{
+	for (size_t i = 0; i < vmas->n; i++) {
+		const struct vma_info *v = &vmas->v[i];
+		uintptr_t start = v->start > ext->start ? v->start : ext->start;
+		uintptr_t end = v->end < ext->end ? v->end : ext->end;
+		bool write = v->flags & VMA_WRITE;
+		int ret;
+
+		if (start >= end || (v->flags & VMA_IO))
+			continue;
+		ret = vm_populate(start, end, write, v->page_size);
+		if (ret)
+			return ret;
+		*faulted += base_pages(start, end);
+		if (!write && !(v->flags & VMA_SHARED)) {
+			*cow_unbroken += base_pages(start, end);
+			sp_log(SP_LOG_INFO, "%#lx-%#lx is read-only private memory: "
+			       "copy-on-write cannot be broken before the pin",
+			       (unsigned long)start, (unsigned long)end);
+		}
+	}
+	return 0;
+}
+
+int registry_pin(uintptr_t addr, size_t len)
+{
+	struct vma_list vmas = { 0 };
+	struct reg_extent ext;
+	uint64_t faulted = 0, cow_unbroken = 0;
+	bool protect;
+	int ret;
+
+	registry_lock();
+	ret = describe_range(addr, len, &vmas, &ext);
+	if (!ret)
+		ret = count_and_mark_locked(addr, len, &vmas, &ext);
+	protect = !reg.unprotected;
+	registry_unlock();
+	if (ret)
+		goto out;
+
+	if (protect)
+		ret = prefault(&vmas, &ext, &faulted, &cow_unbroken);
+	registry_lock();
+	if (ret)
+		drop_locked(addr, len, &ext);
+	reg.prefaulted_pages += faulted;
+	reg.cow_unbroken_pages += cow_unbroken;
+	registry_unlock();
+out:
+	free(vmas.v);
+	return ret;
+}
+
+int registry_unpin(uintptr_t addr, size_t len)
+{
+	struct reg_extent ext;
+	int ret;
+
+	registry_lock();
+	ret = reg_table_find(&reg.regs, addr, len, &ext);
+	if (!ret)
+		ret = range_map_reserve(&reg.pages);
+	if (!ret)
+		drop_locked(addr, len, &ext);
+	registry_unlock();
+	return ret;
+}
+
+int registry_set_policy(enum safepin_policy policy)
+{
+	int ret = 0;
+
+	registry_lock();
+	if (reg.regs.nr_live)
+		ret = -EBUSY;
+	else
+		reg.policy = policy;
+	registry_unlock();
+	return ret;
+}
+
+enum safepin_policy registry_policy(void)
+{
+	enum safepin_policy p;
+
+	registry_lock();
+	p = reg.policy;
+	registry_unlock();
+	return p;
+}
+
+void registry_count_failure(void)
+{
+	registry_lock();
+	reg.failures++;
+	registry_unlock();
+}
+
+void registry_read_stats(struct safepin_stats *out)
+{
+	registry_lock();
+	out->live_registrations = reg.regs.nr_live;
+	out->pages_marked = reg.pages_marked;
+	out->madvise_calls = reg.madvise_calls;
+	out->prefaulted_pages = reg.prefaulted_pages;
+	out->cow_unbroken_pages = reg.cow_unbroken_pages;
+	out->failures = reg.failures;
+	registry_unlock();
+}

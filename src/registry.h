@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * The process-wide registry: one lock over the page counts (range_map), the
+ * live registrations (reg_table) and their bookkeeping arena, turning
+ * pin/unpin requests into the minimum set of madvise() calls and rolling
+ * back every step of a request that fails.
+ */
+#ifndef SAFEPIN_REGISTRY_H
+#define SAFEPIN_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <safepin/safepin.h>
+
+void registry_init(void);
+
+/* Callers hold the fork guard. Return 0 or -errno; nothing changes on error. */
+int registry_pin(uintptr_t addr, size_t len);
+int registry_unpin(uintptr_t addr, size_t len);
+
+int registry_set_policy(enum safepin_policy policy);
+enum safepin_policy registry_policy(void);
+void registry_read_stats(struct safepin_stats *out);
+void registry_count_failure(void);
+
+/* Fork support (fork.c): hold the lock across fork(); reset in the child. */
+void registry_lock(void);
+void registry_unlock(void);
+void registry_reset_in_child(void);
+
+/* Test-only: count registrations but neither mark nor pre-fault, to show
+ * that a test fails without the library's protection. Not exported. */
+void registry_disable_protection(bool disable);
+
+#endif

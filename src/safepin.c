@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/* The public core API: argument checks, errno, and the fork guard. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <safepin/safepin.h>
+
+#include "fork.h"
+#include "log.h"
+#include "registry.h"
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init(void)
+{
+	log_init();
+	registry_init();
+	fork_init();
+}
+
+static int fail(int ret)
+{
+	if (ret < 0) {
+		registry_count_failure();
+		errno = -ret;
+	}
+	return ret;
+}
+
+static int check_range(const void *addr, size_t len)
+{
+	uintptr_t start = (uintptr_t)addr;
+
+	if (!addr || !len || start + len < start)
+		return -EINVAL;
+	return 0;
+}
+
+SAFEPIN_EXPORT int safepin_pin(const void *addr, size_t len, unsigned int flags)
+{
+	int ret;
+
+	pthread_once(&init_once, init);
+	ret = check_range(addr, len);
+	if (!ret && flags)
+		ret = -EINVAL;
+	if (ret)
+		return fail(ret);
+	fork_guard_enter();
+	ret = registry_pin((uintptr_t)addr, len);
+	fork_guard_exit();
+	return fail(ret);
+}
+
+SAFEPIN_EXPORT int safepin_unpin(const void *addr, size_t len)
+{
+	int ret;
+
+	pthread_once(&init_once, init);
+	ret = check_range(addr, len);
+	if (ret)
+		return fail(ret);
+	fork_guard_enter();
+	ret = registry_unpin((uintptr_t)addr, len);
+	fork_guard_exit();
+	return fail(ret);
+}
+
+SAFEPIN_EXPORT void safepin_fork_guard_enter(void)
+{
+	pthread_once(&init_once, init);
+	fork_guard_enter();
+}
+
+SAFEPIN_EXPORT void safepin_fork_guard_exit(void)
+{
+	fork_guard_exit();
+}
+
+SAFEPIN_EXPORT int safepin_set_policy(enum safepin_policy policy)
+{
+	pthread_once(&init_once, init);
+	switch (policy) {
+	case SAFEPIN_POLICY_DONTFORK:
+	case SAFEPIN_POLICY_ZERO_FILL:
+		break;
+	case SAFEPIN_POLICY_KERNEL_COPY:
+		/* Needs proof that this kernel copies pinned pages at fork:
+		 * the probe comes with the fork protocol; until then refuse. */
+		return fail(-EOPNOTSUPP);
+	default:
+		return fail(-EINVAL);
+	}
+	return fail(registry_set_policy(policy));
+}
+
+SAFEPIN_EXPORT enum safepin_policy safepin_get_policy(void)
+{
+	pthread_once(&init_once, init);
+	return registry_policy();
+}
+
+SAFEPIN_EXPORT int safepin_get_stats(struct safepin_stats *stats)
+{
+	struct safepin_stats all = { .size = sizeof(all) };
+	size_t size;
+
+	pthread_once(&init_once, init);
+	if (!stats || stats->size < offsetof(struct safepin_stats, live_registrations))
+		return fail(-EINVAL);
+	size = stats->size < sizeof(all) ? stats->size : sizeof(all);
+	registry_read_stats(&all);
+	memcpy((char *)stats + sizeof(all.size), (char *)&all + sizeof(all.size),
+	       size - sizeof(all.size));
+	return 0;
+}
+
+SAFEPIN_EXPORT const char *safepin_version(void)
+{
+	return SAFEPIN_VERSION_STRING;
+}

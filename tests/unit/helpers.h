@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * What tests observe of the kernel, read independently of the library's
+ * own vm.c so that a bug there cannot hide itself.
+ */
+#ifndef SAFEPIN_TEST_HELPERS_H
+#define SAFEPIN_TEST_HELPERS_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#define PAGE 4096ul
+
+/* VmFlags of the VMA containing @addr, as a space separated string ("" if unmapped). */
+bool vmflags_at(const void *addr, char *out, size_t size);
+/* Whether the VMA containing @addr has VmFlag @flag ("dc", "wf", ...). */
+bool vma_has_flag(const void *addr, const char *flag);
+/*
+ * One character per page of [addr, addr + npages * PAGE): 'D' marked
+ * DONTFORK, 'W' WIPEONFORK, '.' neither, ' ' unmapped.  Compare with
+ * assert_string_equal for a readable failure.
+ */
+void fork_marks(const void *addr, size_t npages, char *out);
+/* A snapshot of VmFlags of every VMA of the process, for "nothing changed". */
+char *smaps_flags_snapshot(void);
+
+/* /proc/self/pagemap entry of the page containing @addr. */
+uint64_t pagemap_entry(const void *addr);
+#define PM_PRESENT (1ull << 63)
+#define PM_EXCLUSIVE (1ull << 56)
+
+/*
+ * Fork a child that reads one byte at each address in turn and reports
+ * the result.  Return: 1 if the child read @expect at every address,
+ * -SIGSEGV (or another signal) if it died, 0 if it read something else.
+ */
+int child_reads(const void *const *addrs, size_t n, unsigned char expect);
+/* Whether a child dies with SIGSEGV reading @addr. */
+bool child_segfaults_at(const void *addr);
+
+/* mmap with MAP_PRIVATE|MAP_ANONYMOUS (plus @extra flags); asserts success. */
+void *map_anon(size_t len, int prot, int extra);
+
+/* Reserve @n 2 MiB huge pages if possible; returns how many are free. */
+long hugetlb_reserve(long n);
+
+#endif

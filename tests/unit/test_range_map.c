@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * The page-count map against a reference model: one counter and one mark
+ * per page, updated the obvious way.  Random adds and subs, with the
+ * allocator failing at random, must leave both in the same state, and the
+ * runs reported on 1->0 must be exactly the maximal runs of pages that
+ * dropped to zero.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "range_map.h"
+
+#define NPAGES 96
+#define BASE 0x40000000ul
+#define ADDR(p) (BASE + (uintptr_t)(p) * PAGE)
+
+static long allocs_left = -1;	/* -1: never fail */
+static long live_nodes;
+
+static void *t_alloc(void *ctx, size_t size)
+{
+	(void)ctx;
+	if (allocs_left == 0)
+		return NULL;
+	if (allocs_left > 0)
+		allocs_left--;
+	live_nodes++;
+	return malloc(size);
+}
+
+static void t_free(void *ctx, void *p, size_t size)
+{
+	(void)ctx;
+	(void)size;
+	live_nodes--;
+	free(p);
+}
+
+static const struct node_alloc alloc = { t_alloc, t_free, NULL };
+
+struct model {
+	unsigned int count[NPAGES];
+	enum range_mark mark[NPAGES];
+};
+
+struct walk_check {
+	const struct model *m;
+	uintptr_t prev_end;
+	unsigned int prev_count;
+	enum range_mark prev_mark;
+	size_t pages;
+};
+
+static int check_interval(void *ctx, const struct range_seg *seg, unsigned int count)
+{
+	struct walk_check *w = ctx;
+
+	assert_true(seg->start < seg->end);
+	assert_true(seg->start >= w->prev_end);
+	assert_true(count >= 1);
+	/* Neighbours with equal count and mark must have been merged. */
+	if (seg->start == w->prev_end)
+		assert_false(count == w->prev_count && seg->mark == w->prev_mark);
+	for (uintptr_t a = seg->start; a < seg->end; a += PAGE) {
+		size_t p = (a - BASE) / PAGE;
+
+		assert_int_equal(w->m->count[p], count);
+		assert_int_equal(w->m->mark[p], seg->mark);
+		w->pages++;
+	}
+	w->prev_end = seg->end;
+	w->prev_count = count;
+	w->prev_mark = seg->mark;
+	return 0;
+}
+
+static void check_equal(const struct range_map *map, const struct model *m)
+{
+	struct walk_check w = { .m = m };
+	size_t nonzero = 0;
+
+	for (size_t p = 0; p < NPAGES; p++) {
+		enum range_mark mk = RANGE_MARK_NONE;
+
+		assert_int_equal(range_map_count(map, ADDR(p), &mk), m->count[p]);
+		if (m->count[p]) {
+			assert_int_equal(mk, m->mark[p]);
+			nonzero++;
+		}
+	}
+	range_map_walk(map, check_interval, &w);
+	assert_int_equal(w.pages, nonzero);
+}
+
+struct seg_list {
+	struct range_seg s[NPAGES];
+	size_t n;
+};
+
+static int collect(void *ctx, const struct range_seg *seg)
+{
+	struct seg_list *l = ctx;
+
+	assert_true(l->n < NPAGES);
+	l->s[l->n++] = *seg;
+	return 0;
+}
+
+/* Cut every gap into random pieces with random marks. */
+static void random_segs(const struct range_map *map, uintptr_t a, uintptr_t b,
+			struct seg_list *out)
+{
+	struct seg_list gaps = { .n = 0 };
+
+	range_map_gaps(map, a, b, collect, &gaps);
+	out->n = 0;
+	for (size_t i = 0; i < gaps.n; i++) {
+		uintptr_t pos = gaps.s[i].start;
+
+		while (pos < gaps.s[i].end) {
+			size_t left = (gaps.s[i].end - pos) / PAGE;
+			uintptr_t end = pos + (1 + (size_t)rand() % left) * PAGE;
+
+			out->s[out->n++] = (struct range_seg){ pos, end, (enum range_mark)(rand() % 3) };
+			pos = end;
+		}
+	}
+}
+
+static void model_add(struct model *m, size_t a, size_t b, const struct seg_list *segs)
+{
+	for (size_t p = a; p < b; p++)
+		if (m->count[p])
+			m->count[p]++;
+	for (size_t i = 0; i < segs->n; i++)
+		for (uintptr_t x = segs->s[i].start; x < segs->s[i].end; x += PAGE) {
+			size_t p = (x - BASE) / PAGE;
+
+			m->count[p] = 1;
+			m->mark[p] = segs->s[i].mark;
+		}
+}
+
+/* Maximal runs of pages in [a, b) that have count 1 now, split by mark. */
+static void expected_drops(const struct model *m, size_t a, size_t b, struct seg_list *out)
+{
+	out->n = 0;
+	for (size_t p = a; p < b; p++) {
+		if (m->count[p] != 1)
+			continue;
+		if (out->n && out->s[out->n - 1].end == ADDR(p) &&
+		    out->s[out->n - 1].mark == m->mark[p])
+			out->s[out->n - 1].end = ADDR(p + 1);
+		else
+			out->s[out->n++] = (struct range_seg){ ADDR(p), ADDR(p + 1), m->mark[p] };
+	}
+}
+
+static void test_random_against_model(void **state)
+{
+	static struct model m;
+	struct range_map map;
+
+	(void)state;
+	srand(12345);
+	memset(&m, 0, sizeof(m));
+	range_map_init(&map, &alloc);
+	for (int round = 0; round < 60000; round++) {
+		size_t a = (size_t)rand() % NPAGES, b = a + 1 + (size_t)rand() % (NPAGES - a);
+		bool covered = true;
+		struct model before = m;
+		int ret;
+
+		for (size_t p = a; p < b; p++)
+			covered &= m.count[p] > 0;
+		allocs_left = rand() % 8 == 0 ? rand() % 4 : -1;
+		if (rand() % 2 || !covered) {
+			struct seg_list segs;
+
+			random_segs(&map, ADDR(a), ADDR(b), &segs);
+			ret = range_map_add(&map, ADDR(a), ADDR(b), segs.s, segs.n);
+			if (ret) {
+				assert_int_equal(ret, -ENOMEM);
+				assert_memory_equal(&m, &before, sizeof(m));
+			} else {
+				model_add(&m, a, b, &segs);
+			}
+		} else {
+			struct seg_list want, got = { .n = 0 };
+
+			expected_drops(&m, a, b, &want);
+			ret = range_map_sub(&map, ADDR(a), ADDR(b), collect, &got);
+			if (ret) {
+				assert_int_equal(ret, -ENOMEM);
+				assert_int_equal(got.n, 0);
+			} else {
+				for (size_t p = a; p < b; p++)
+					m.count[p]--;
+				assert_int_equal(got.n, want.n);
+				assert_memory_equal(got.s, want.s, want.n * sizeof(want.s[0]));
+			}
+		}
+		allocs_left = -1;
+		check_equal(&map, &m);
+	}
+	range_map_clear(&map);
+	assert_int_equal(live_nodes, 0);
+}
+
+/* After a successful add, the inverse sub cannot fail even with no memory at all. */
+static void test_rollback_never_allocates(void **state)
+{
+	struct range_map map;
+	struct range_seg seg[3];
+	struct seg_list got = { .n = 0 };
+
+	(void)state;
+	range_map_init(&map, &alloc);
+	seg[0] = (struct range_seg){ ADDR(0), ADDR(10), RANGE_MARK_DONTFORK };
+	assert_int_equal(range_map_add(&map, ADDR(0), ADDR(10), seg, 1), 0);
+	/* [2,5) over a count-1 interval: both ends split, then merge back on add. */
+	assert_int_equal(range_map_add(&map, ADDR(2), ADDR(5), NULL, 0), 0);
+	assert_int_equal(range_map_sub(&map, ADDR(2), ADDR(5), NULL, NULL), 0);
+	allocs_left = 0;
+	assert_int_equal(range_map_add(&map, ADDR(12), ADDR(13), seg, 0), -EINVAL);
+	assert_int_equal(range_map_sub(&map, ADDR(3), ADDR(4), collect, &got), 0);
+	assert_int_equal(got.n, 1);
+	assert_int_equal(got.s[0].start, ADDR(3));
+	assert_int_equal(got.s[0].end, ADDR(4));
+	allocs_left = -1;
+	range_map_clear(&map);
+}
+
+static void test_bad_tiles_and_holes(void **state)
+{
+	struct range_map map;
+	struct range_seg seg = { ADDR(0), ADDR(4), RANGE_MARK_DONTFORK };
+	struct range_seg short_seg = { ADDR(0), ADDR(3), RANGE_MARK_DONTFORK };
+
+	(void)state;
+	range_map_init(&map, &alloc);
+	assert_int_equal(range_map_add(&map, ADDR(0), ADDR(4), &short_seg, 1), -EINVAL);
+	assert_int_equal(range_map_add(&map, ADDR(0), ADDR(4), NULL, 0), -EINVAL);
+	assert_int_equal(range_map_add(&map, ADDR(4), ADDR(4), NULL, 0), -EINVAL);
+	assert_int_equal(range_map_add(&map, ADDR(0), ADDR(4), &seg, 1), 0);
+	/* A sub reaching past what is counted changes nothing. */
+	assert_int_equal(range_map_sub(&map, ADDR(2), ADDR(6), NULL, NULL), -ENOENT);
+	assert_int_equal(range_map_count(&map, ADDR(3), NULL), 1);
+	assert_int_equal(range_map_sub(&map, ADDR(0), ADDR(4), NULL, NULL), 0);
+	assert_int_equal(range_map_sub(&map, ADDR(0), ADDR(4), NULL, NULL), -ENOENT);
+	range_map_clear(&map);
+}
+
+/* Many disjoint ranges: the tree stays balanced enough to be fast. */
+static void test_many_ranges(void **state)
+{
+	enum { N = 100000 };
+	struct range_map map;
+
+	(void)state;
+	range_map_init(&map, &alloc);
+	for (uintptr_t i = 0; i < N; i++) {
+		struct range_seg s = { BASE + 2 * i * PAGE, BASE + (2 * i + 1) * PAGE,
+				       RANGE_MARK_DONTFORK };
+
+		assert_int_equal(range_map_add(&map, s.start, s.end, &s, 1), 0);
+	}
+	assert_int_equal(map.nr_nodes, N);
+	for (uintptr_t i = 0; i < N; i += 2)
+		assert_int_equal(range_map_sub(&map, BASE + 2 * i * PAGE,
+					       BASE + (2 * i + 1) * PAGE, NULL, NULL), 0);
+	assert_int_equal(map.nr_nodes, N / 2);
+	range_map_clear(&map);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_random_against_model),
+		cmocka_unit_test(test_rollback_never_allocates),
+		cmocka_unit_test(test_bad_tiles_and_holes),
+		cmocka_unit_test(test_many_ranges),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
