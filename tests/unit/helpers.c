@@ -61,22 +61,98 @@ bool vma_has_flag(const void *addr, const char *flag)
 	return false;
 }
 
+/* Whether the VmFlags line @line holds the two-letter flag @flag. */
+static bool vmflags_line_has(const char *line, const char *flag)
+{
+	for (const char *p = line + 8; (p = strstr(p, flag)); p += 2)
+		if (p[-1] == ' ' && (p[2] == ' ' || p[2] == '\n' || p[2] == '\0'))
+			return true;
+	return false;
+}
+
+/* Every VMA of the process with its marks, read in one pass over smaps. */
+struct vma_mark {
+	unsigned long start, end;
+	char mark;	/* 'D', 'W' or '.' */
+};
+
+static size_t read_vma_marks(struct vma_mark **out)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	size_t n = 0, cap = 256;
+	struct vma_mark *v = malloc(cap * sizeof(*v));
+	char line[1024];
+
+	assert_non_null(f);
+	assert_non_null(v);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		if (smaps_header(line, &s, &e)) {
+			if (n == cap) {
+				cap *= 2;
+				v = realloc(v, cap * sizeof(*v));
+				assert_non_null(v);
+			}
+			v[n++] = (struct vma_mark){ s, e, '.' };
+		} else if (n && !strncmp(line, "VmFlags:", 8)) {
+			if (vmflags_line_has(line, "dc"))
+				v[n - 1].mark = 'D';
+			else if (vmflags_line_has(line, "wf"))
+				v[n - 1].mark = 'W';
+		}
+	}
+	fclose(f);
+	*out = v;
+	return n;
+}
+
+void fork_marks_stride(const void *addr, size_t n, size_t stride, char *out)
+{
+	struct vma_mark *v;
+	size_t nv = read_vma_marks(&v);
+
+	for (size_t i = 0; i < n; i++) {
+		uintptr_t a = (uintptr_t)addr + i * stride;
+
+		out[i] = ' ';
+		for (size_t j = 0; j < nv; j++)
+			if (a >= v[j].start && a < v[j].end) {
+				out[i] = v[j].mark;
+				break;
+			}
+	}
+	out[n] = '\0';
+	free(v);
+}
+
 void fork_marks(const void *addr, size_t npages, char *out)
 {
-	for (size_t i = 0; i < npages; i++) {
-		const char *p = (const char *)addr + i * PAGE;
-		char flags[512];
+	fork_marks_stride(addr, npages, PAGE, out);
+}
 
-		if (!vmflags_at(p, flags, sizeof(flags)))
-			out[i] = ' ';
-		else if (vma_has_flag(p, "dc"))
-			out[i] = 'D';
-		else if (vma_has_flag(p, "wf"))
-			out[i] = 'W';
-		else
-			out[i] = '.';
-	}
-	out[npages] = '\0';
+bool vma_bounds(const void *addr, uintptr_t *start, uintptr_t *end)
+{
+	struct vma_mark *v;
+	size_t nv = read_vma_marks(&v);
+	bool found = false;
+
+	for (size_t j = 0; j < nv && !found; j++)
+		if ((uintptr_t)addr >= v[j].start && (uintptr_t)addr < v[j].end) {
+			*start = v[j].start;
+			*end = v[j].end;
+			found = true;
+		}
+	free(v);
+	return found;
+}
+
+struct safepin_stats stats_now(void)
+{
+	struct safepin_stats s = { .size = sizeof(s) };
+
+	assert_int_equal(safepin_get_stats(&s), 0);
+	return s;
 }
 
 char *smaps_flags_snapshot(void)
@@ -125,6 +201,9 @@ int child_reads(const void *const *addrs, size_t n, unsigned char expect)
 
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		/* cmocka catches SIGSEGV to report a crashed test: the child must die. */
+		signal(SIGSEGV, SIG_DFL);
+		signal(SIGBUS, SIG_DFL);
 		for (size_t i = 0; i < n; i++)
 			if (*(volatile const unsigned char *)addrs[i] != expect)
 				_exit(3);
@@ -143,6 +222,26 @@ bool child_segfaults_at(const void *addr)
 	return child_reads(a, 1, *(volatile const unsigned char *)addr) == -SIGSEGV;
 }
 
+pid_t fork_sleeper(void)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+void kill_child(pid_t pid)
+{
+	int status;
+
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+}
+
 void *map_anon(size_t len, int prot, int extra)
 {
 	void *p = mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | extra, -1, 0);
@@ -151,41 +250,53 @@ void *map_anon(size_t len, int prot, int extra)
 	return p;
 }
 
+#define HUGEPAGES_2M "/sys/kernel/mm/hugepages/hugepages-2048kB/"
+
+static long hugetlb_added;
+
+static long read_long(const char *file)
+{
+	FILE *f = fopen(file, "re");
+	long v = 0;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
+
+static void write_long(const char *file, long v)
+{
+	FILE *f = fopen(file, "we");
+
+	if (f) {
+		fprintf(f, "%ld\n", v);
+		fclose(f);
+	}
+}
+
 long hugetlb_reserve(long n)
 {
-	const char *path = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
-	char file[256];
-	long total = 0, free_pages = 0;
-	FILE *f;
+	long total = read_long(HUGEPAGES_2M "nr_hugepages");
+	long free_pages = read_long(HUGEPAGES_2M "free_hugepages");
 
-	snprintf(file, sizeof(file), "%snr_hugepages", path);
-	f = fopen(file, "re");
-	if (f) {
-		if (fscanf(f, "%ld", &total) != 1)
-			total = 0;
-		fclose(f);
-	}
-	snprintf(file, sizeof(file), "%sfree_hugepages", path);
-	f = fopen(file, "re");
-	if (f) {
-		if (fscanf(f, "%ld", &free_pages) != 1)
-			free_pages = 0;
-		fclose(f);
-	}
 	if (free_pages < n) {
-		snprintf(file, sizeof(file), "%snr_hugepages", path);
-		f = fopen(file, "we");
-		if (f) {
-			fprintf(f, "%ld\n", total + n - free_pages);
-			fclose(f);
-		}
-		snprintf(file, sizeof(file), "%sfree_hugepages", path);
-		f = fopen(file, "re");
-		if (f) {
-			if (fscanf(f, "%ld", &free_pages) != 1)
-				free_pages = 0;
-			fclose(f);
-		}
+		write_long(HUGEPAGES_2M "nr_hugepages", total + n - free_pages);
+		hugetlb_added += read_long(HUGEPAGES_2M "nr_hugepages") - total;
+		free_pages = read_long(HUGEPAGES_2M "free_hugepages");
 	}
 	return free_pages;
+}
+
+void hugetlb_unreserve(void)
+{
+	long total;
+
+	if (hugetlb_added <= 0)
+		return;
+	total = read_long(HUGEPAGES_2M "nr_hugepages");
+	write_long(HUGEPAGES_2M "nr_hugepages", total > hugetlb_added ? total - hugetlb_added : 0);
+	hugetlb_added = 0;
 }

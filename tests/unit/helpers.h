@@ -10,8 +10,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <setjmp.h>
 #include <cmocka.h>
+
+#include <safepin/safepin.h>
 
 #define PAGE 4096ul
 
@@ -25,6 +28,10 @@ bool vma_has_flag(const void *addr, const char *flag);
  * assert_string_equal for a readable failure.
  */
 void fork_marks(const void *addr, size_t npages, char *out);
+/* The same picture with one character per @stride bytes (e.g. per huge page). */
+void fork_marks_stride(const void *addr, size_t n, size_t stride, char *out);
+/* Bounds of the VMA containing @addr; false if unmapped. */
+bool vma_bounds(const void *addr, uintptr_t *start, uintptr_t *end);
 /* A snapshot of VmFlags of every VMA of the process, for "nothing changed". */
 char *smaps_flags_snapshot(void);
 
@@ -42,10 +49,22 @@ int child_reads(const void *const *addrs, size_t n, unsigned char expect);
 /* Whether a child dies with SIGSEGV reading @addr. */
 bool child_segfaults_at(const void *addr);
 
+/*
+ * Fork a child that only sleeps, so that the parent's private pages are
+ * copy-on-write shared with it until kill_child() (SIGKILL + wait).
+ */
+pid_t fork_sleeper(void);
+void kill_child(pid_t pid);
+
 /* mmap with MAP_PRIVATE|MAP_ANONYMOUS (plus @extra flags); asserts success. */
 void *map_anon(size_t len, int prot, int extra);
 
+/* safepin_get_stats(), asserting success. */
+struct safepin_stats stats_now(void);
+
 /* Reserve @n 2 MiB huge pages if possible; returns how many are free. */
 long hugetlb_reserve(long n);
+/* Give back what hugetlb_reserve() added to the pool (nr_hugepages as before). */
+void hugetlb_unreserve(void);
 
 #endif
