@@ -1,56 +1,84 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * Registrations hold the fork guard (a reader lock) from before they mark a
- * range until after the device has pinned it, and from before the device
- * unpins until the range is unmarked.  The atfork prepare handler takes the
- * writer side, so fork() waits for registrations in flight and new ones wait
- * for the fork: no child sees a range marked but not pinned, or unpinned but
- * still marked.  The lock prefers writers so a stream of registrations
- * cannot starve a fork; nesting is counted per thread so a thread never
- * re-takes the reader lock behind a waiting writer.
+ * Everything about fork() lives here.
+ *
+ * Registrations hold the fork guard from before they mark a range until
+ * after the device has pinned it, and from before the device unpins until
+ * the range is unmarked.  The atfork prepare handler closes the gate and
+ * waits for every thread inside to leave, so fork() never sees a range
+ * marked but not pinned, or unpinned but still marked; threads arriving
+ * while a fork waits queue behind it, so registrations cannot starve a
+ * fork.  Nesting is counted per thread: a thread already inside never waits
+ * behind a fork (that would deadlock).
+ *
+ * With the gate closed, prepare also takes the registry lock and copies the
+ * partially registered pages (edge_pages.h) for the child.
  */
 #include <pthread.h>
 
 #include "fork.h"
 #include "registry.h"
 
-static pthread_rwlock_t fork_gate;
+/*
+ * A readers-writer gate built from a mutex and two condition variables
+ * rather than pthread_rwlock_t: the forking thread holds the gate's mutex
+ * across fork() and unlocks it in the child, which glibc allows for a
+ * default mutex but not for a rwlock (its unlock path depends on the
+ * owner's TID, which differs in the child).
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t can_enter;	/* no fork waiting */
+	pthread_cond_t drained;		/* no registration in flight */
+	unsigned int inside;		/* threads between enter and exit */
+	unsigned int forks_waiting;
+} gate = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.can_enter = PTHREAD_COND_INITIALIZER,
+	.drained = PTHREAD_COND_INITIALIZER,
+};
 static _Thread_local unsigned int guard_depth;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
-static void gate_init(void)
-{
-	pthread_rwlockattr_t attr;
-
-	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&fork_gate, &attr);
-	pthread_rwlockattr_destroy(&attr);
-}
-
 static void prepare(void)
 {
-	pthread_rwlock_wrlock(&fork_gate);
+	pthread_mutex_lock(&gate.lock);
+	gate.forks_waiting++;
+	while (gate.inside)
+		pthread_cond_wait(&gate.drained, &gate.lock);
+	gate.forks_waiting--;
+	/* gate.lock stays held until the fork is done: nobody enters. */
 	registry_lock();
+	registry_snapshot_edges();
 }
 
 static void parent(void)
 {
+	registry_release_edges();
 	registry_unlock();
-	pthread_rwlock_unlock(&fork_gate);
+	pthread_cond_broadcast(&gate.can_enter);
+	pthread_mutex_unlock(&gate.lock);
 }
 
-/* The child owns no registration: it gets fresh locks and an empty registry. */
+/*
+ * The child owns no registration: it gets unlocked locks, an empty registry,
+ * and the unregistered bytes of partially registered pages back.  Only the
+ * forking thread exists here, and it holds both locks.
+ */
 static void child(void)
 {
-	gate_init();
+	pthread_cond_init(&gate.can_enter, NULL);
+	pthread_cond_init(&gate.drained, NULL);
+	gate.inside = 0;
+	gate.forks_waiting = 0;
 	guard_depth = 0;
 	registry_reset_in_child();
+	registry_unlock();
+	pthread_mutex_unlock(&gate.lock);
 }
 
 static void do_fork_init(void)
 {
-	gate_init();
 	pthread_atfork(prepare, parent, child);
 }
 
@@ -62,12 +90,21 @@ void fork_init(void)
 void fork_guard_enter(void)
 {
 	fork_init();
-	if (guard_depth++ == 0)
-		pthread_rwlock_rdlock(&fork_gate);
+	if (guard_depth++)
+		return;		/* nested: never wait behind a fork while inside */
+	pthread_mutex_lock(&gate.lock);
+	while (gate.forks_waiting)
+		pthread_cond_wait(&gate.can_enter, &gate.lock);
+	gate.inside++;
+	pthread_mutex_unlock(&gate.lock);
 }
 
 void fork_guard_exit(void)
 {
-	if (guard_depth && --guard_depth == 0)
-		pthread_rwlock_unlock(&fork_gate);
+	if (!guard_depth || --guard_depth)
+		return;
+	pthread_mutex_lock(&gate.lock);
+	if (--gate.inside == 0 && gate.forks_waiting)
+		pthread_cond_signal(&gate.drained);
+	pthread_mutex_unlock(&gate.lock);
 }

@@ -16,6 +16,9 @@
 
 struct reg_extent {
 	uintptr_t start, end;	/* what was counted: [start, end) */
+	/* Partially registered first and last page, [start, head_end) and
+	 * [tail_start, end); empty when the registration is page aligned. */
+	uintptr_t head_end, tail_start;
 };
 
 struct reg_table {

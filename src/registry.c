@@ -20,6 +20,7 @@
 
 #include "arena.h"
 #include "config.h"
+#include "edge_pages.h"
 #include "log.h"
 #include "range_map.h"
 #include "reg_table.h"
@@ -29,8 +30,10 @@
 static struct {
 	pthread_mutex_t lock;
 	struct arena arena;
-	struct range_map pages;
+	struct range_map pages;		/* per page: registrations covering it */
+	struct range_map edges;		/* per page: registrations it is a partial edge of */
 	struct reg_table regs;
+	struct edge_snapshot snapshot;	/* taken while a fork() is in progress */
 	enum safepin_policy policy;
 	bool unprotected;		/* test-only */
 	uint64_t pages_marked;
@@ -47,6 +50,7 @@ void registry_init(void)
 	arena_init(&reg.arena);
 	alloc = arena_node_alloc(&reg.arena);
 	range_map_init(&reg.pages, &alloc);
+	range_map_init(&reg.edges, &alloc);
 	reg_table_init(&reg.regs, &alloc);
 	reg.policy = config_default_policy();
 	if (reg.policy == SAFEPIN_POLICY_KERNEL_COPY) {
@@ -67,11 +71,28 @@ void registry_unlock(void)
 	pthread_mutex_unlock(&reg.lock);
 }
 
+void registry_snapshot_edges(void)
+{
+	if (edge_snapshot_take(&reg.snapshot, &reg.edges, &reg.pages)) {
+		reg.failures++;
+		sp_log(SP_LOG_ERROR, "no memory to save partially registered pages: "
+		       "the child will miss their unregistered bytes");
+	}
+}
+
+void registry_release_edges(void)
+{
+	edge_snapshot_release(&reg.snapshot);
+}
+
+/* In the child, with reg.lock held by the forking thread (the only one left). */
 void registry_reset_in_child(void)
 {
-	pthread_mutex_init(&reg.lock, NULL);
+	edge_snapshot_restore(&reg.snapshot);
+	edge_snapshot_release(&reg.snapshot);
 	/* The nodes are the parent's: drop them with the arena in one go. */
 	range_map_forget(&reg.pages);
+	range_map_forget(&reg.edges);
 	reg_table_forget(&reg.regs);
 	arena_release(&reg.arena);
 	reg.pages_marked = 0;
@@ -147,6 +168,12 @@ static int describe_range(uintptr_t addr, size_t len, struct vma_list *l,
 	/* hugetlb VMAs are aligned to their page size: the widening stays inside. */
 	ext->start = align_down(addr, l->v[0].page_size);
 	ext->end = align_up(addr + len, l->v[l->n - 1].page_size);
+	ext->head_end = addr == ext->start ? ext->start : ext->start + l->v[0].page_size;
+	ext->tail_start = addr + len == ext->end ? ext->end : ext->end - l->v[l->n - 1].page_size;
+	if (ext->tail_start < ext->head_end) {	/* both edges on one page */
+		ext->head_end = ext->end;
+		ext->tail_start = ext->end;
+	}
 	return 0;
 }
 
@@ -261,10 +288,63 @@ static int unmark_run(void *ctx, const struct range_seg *seg)
 	return 0;
 }
 
+/* --- edge pages: partially registered pages, restored in a child ---- */
+
+struct gap_list {
+	struct range_seg s[4];
+	size_t n;
+};
+
+static int collect_gap(void *ctx, const struct range_seg *gap)
+{
+	struct gap_list *g = ctx;
+
+	if (g->n == sizeof(g->s) / sizeof(g->s[0]))
+		return -ENOMEM;	/* an edge is one page: it has at most one gap */
+	g->s[g->n++] = *gap;
+	return 0;
+}
+
+static int edge_add(uintptr_t start, uintptr_t end)
+{
+	struct gap_list g = { .n = 0 };
+	int ret;
+
+	if (start == end)
+		return 0;
+	ret = range_map_gaps(&reg.edges, start, end, collect_gap, &g);
+	return ret ? ret : range_map_add(&reg.edges, start, end, g.s, g.n);
+}
+
+static void edge_sub(uintptr_t start, uintptr_t end)
+{
+	if (start != end)
+		range_map_sub(&reg.edges, start, end, NULL, NULL);
+}
+
+static int edges_add(const struct reg_extent *ext)
+{
+	int ret = edge_add(ext->start, ext->head_end);
+
+	if (ret)
+		return ret;
+	ret = edge_add(ext->tail_start, ext->end);
+	if (ret)
+		edge_sub(ext->start, ext->head_end);
+	return ret;
+}
+
+static void edges_sub(const struct reg_extent *ext)
+{
+	edge_sub(ext->start, ext->head_end);
+	edge_sub(ext->tail_start, ext->end);
+}
+
 /* Caller holds reg.lock. Undo a registration already counted and marked. */
 static void drop_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
 {
 	range_map_sub(&reg.pages, ext->start, ext->end, unmark_run, NULL);
+	edges_sub(ext);
 	reg_table_del(&reg.regs, addr, len, ext);
 }
 
@@ -281,8 +361,14 @@ static int count_and_mark_locked(uintptr_t addr, size_t len, const struct vma_li
 	ret = reg_table_add(&reg.regs, addr, len, ext);
 	if (ret)
 		goto out;
+	ret = edges_add(ext);
+	if (ret) {
+		reg_table_del(&reg.regs, addr, len, ext);
+		goto out;
+	}
 	ret = range_map_add(&reg.pages, ext->start, ext->end, b.s, b.n);
 	if (ret) {
+		edges_sub(ext);
 		reg_table_del(&reg.regs, addr, len, ext);
 		goto out;
 	}
@@ -296,6 +382,7 @@ static int count_and_mark_locked(uintptr_t addr, size_t len, const struct vma_li
 			apply_mark(&b.s[marked], false);
 		/* Nothing is marked now: take the counts back without unmarking. */
 		range_map_sub(&reg.pages, ext->start, ext->end, NULL, NULL);
+		edges_sub(ext);
 		reg_table_del(&reg.regs, addr, len, ext);
 	}
 out:
@@ -370,6 +457,8 @@ int registry_unpin(uintptr_t addr, size_t len)
 	ret = reg_table_find(&reg.regs, addr, len, &ext);
 	if (!ret)
 		ret = range_map_reserve(&reg.pages);
+	if (!ret)
+		ret = range_map_reserve(&reg.edges);
 	if (!ret)
 		drop_locked(addr, len, &ext);
 	registry_unlock();

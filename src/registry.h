@@ -25,10 +25,14 @@ enum safepin_policy registry_policy(void);
 void registry_read_stats(struct safepin_stats *out);
 void registry_count_failure(void);
 
-/* Fork support (fork.c): hold the lock across fork(); reset in the child. */
+/* Fork support (fork.c): hold the lock across fork(); restore edge pages and
+ * reset in the child. */
 void registry_lock(void);
 void registry_unlock(void);
 void registry_reset_in_child(void);
+/* Copy partially registered hidden pages before fork (lock held); drop the copy after. */
+void registry_snapshot_edges(void);
+void registry_release_edges(void);
 
 /* Test-only: count registrations but neither mark nor pre-fault, to show
  * that a test fails without the library's protection. Not exported. */

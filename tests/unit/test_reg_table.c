@@ -26,7 +26,7 @@ static const struct node_alloc alloc = { t_alloc, t_free, NULL };
 static void test_exact_match_and_duplicates(void **state)
 {
 	struct reg_table t;
-	struct reg_extent a = { 0x1000, 0x3000 }, got;
+	struct reg_extent a = { .start = 0x1000, .end = 0x3000 }, got;
 
 	(void)state;
 	reg_table_init(&t, &alloc);
@@ -48,7 +48,7 @@ static void test_exact_match_and_duplicates(void **state)
 static void test_enomem_changes_nothing(void **state)
 {
 	struct reg_table t;
-	struct reg_extent a = { 0x1000, 0x2000 }, got;
+	struct reg_extent a = { .start = 0x1000, .end = 0x2000 }, got;
 
 	(void)state;
 	reg_table_init(&t, &alloc);
@@ -74,7 +74,7 @@ static void test_many_random(void **state)
 		addr[i] = (uintptr_t)(rand() % 500) * 0x1000 + 0x10000;
 	for (int round = 0; round < 20000; round++) {
 		int i = rand() % N;
-		struct reg_extent e = { addr[i], addr[i] + 0x1000 }, got;
+		struct reg_extent e = { .start = addr[i], .end = addr[i] + 0x1000 }, got;
 
 		if (live[i] && rand() % 2) {
 			assert_int_equal(reg_table_find(&t, addr[i], 0x1000, &got), 0);
