@@ -24,8 +24,10 @@ vm_need() {
     echo "${0##*/}: installing missing packages:$_missing" >&2
     export DEBIAN_FRONTEND=noninteractive
     # shellcheck disable=SC2086
-    if ! apt-get install -y --no-install-recommends $_missing >&2; then
-        apt-get update >&2 && apt-get install -y --no-install-recommends $_missing >&2 ||
+    _apt="apt-get -o DPkg::Lock::Timeout=300 -y --no-install-recommends"
+    # shellcheck disable=SC2086
+    if ! $_apt install $_missing >&2; then
+        apt-get -o DPkg::Lock::Timeout=300 update >&2 && $_apt install $_missing >&2 ||
             vm_die "apt-get install$_missing failed"
     fi
 }
@@ -37,4 +39,13 @@ vm_suite() {
         5.10) echo bullseye ;;
         *) vm_die "unknown kernel '$1' (use 6.1 or 5.10)" ;;
     esac
+}
+
+# Everything guest-run needs on the host; the guest runs the host's own tools.
+vm_need_guest_deps() {
+    vm_need qemu-system-x86_64:qemu-system-x86 timeout:coreutils ip:iproute2 rdma:iproute2 \
+        modprobe:kmod /bin/busybox:busybox-static ibv_devices:ibverbs-utils \
+        ibv_rc_pingpong:ibverbs-utils rping:rdmacm-utils lspci:pciutils cpio:cpio
+    ls /usr/lib/*/libibverbs/librxe-rdmav*.so >/dev/null 2>&1 ||
+        vm_need /nonexistent-librxe:ibverbs-providers
 }
