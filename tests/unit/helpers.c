@@ -155,31 +155,72 @@ struct safepin_stats stats_now(void)
 	return s;
 }
 
+void smaps_flags_snapshot_buf(char *out, size_t size)
+{
+	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+	char chunk[16384];
+	size_t fill = 0, len = 0;
+
+	assert_true(fd >= 0);
+	out[0] = '\0';
+	for (;;) {
+		ssize_t n = read(fd, chunk + fill, sizeof(chunk) - 1 - fill);
+		char *line = chunk, *nl;
+
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		fill += (size_t)n;
+		chunk[fill] = '\0';
+		while ((nl = strchr(line, '\n'))) {
+			unsigned long s, e;
+			size_t l = (size_t)(nl - line) + 1;
+
+			/* VMA headers and their flags; sizes and counters move on their own. */
+			if (!strncmp(line, "VmFlags:", 8) || smaps_header(line, &s, &e)) {
+				assert_true(len + l < size);
+				memcpy(out + len, line, l);
+				len += l;
+				out[len] = '\0';
+			}
+			line = nl + 1;
+		}
+		fill -= (size_t)(line - chunk);
+		memmove(chunk, line, fill);
+		assert_true(fill < sizeof(chunk) - 1);	/* no line is that long */
+	}
+	close(fd);
+}
+
 char *smaps_flags_snapshot(void)
 {
-	FILE *f = fopen("/proc/self/smaps", "re");
-	size_t cap = 1 << 16, len = 0;
-	char *buf = malloc(cap), line[1024];
+	static char buf[1 << 20];
+	char *copy;
 
-	assert_non_null(f);
-	assert_non_null(buf);
-	buf[0] = '\0';
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e;
+	smaps_flags_snapshot_buf(buf, sizeof(buf));
+	copy = strdup(buf);
+	assert_non_null(copy);
+	return copy;
+}
 
-		/* VMA headers and their flags; sizes and counters move on their own. */
-		if (strncmp(line, "VmFlags:", 8) && !smaps_header(line, &s, &e))
-			continue;
-		if (len + strlen(line) + 1 > cap) {
-			cap *= 2;
-			buf = realloc(buf, cap);
-			assert_non_null(buf);
-		}
-		strcpy(buf + len, line);
-		len += strlen(line);
+void assert_same_snapshot(const char *before, const char *after)
+{
+	const char *b = before, *a = after;
+
+	if (!strcmp(before, after))
+		return;
+	/* Skip the common lines, print the first difference and a little context. */
+	while (*b && *a) {
+		size_t lb = strcspn(b, "\n"), la = strcspn(a, "\n");
+
+		if (lb != la || strncmp(a, b, lb))
+			break;
+		b += lb + (b[lb] == '\n');
+		a += la + (a[la] == '\n');
 	}
-	fclose(f);
-	return buf;
+	print_error("VMA flags changed; first difference:\n-%.*s\n+%.*s\n",
+		    (int)strcspn(b, "\n"), b, (int)strcspn(a, "\n"), a);
+	fail();
 }
 
 uint64_t pagemap_entry(const void *addr)

@@ -34,6 +34,13 @@ void fork_marks_stride(const void *addr, size_t n, size_t stride, char *out);
 bool vma_bounds(const void *addr, uintptr_t *start, uintptr_t *end);
 /* A snapshot of VmFlags of every VMA of the process, for "nothing changed". */
 char *smaps_flags_snapshot(void);
+/*
+ * The same into @out without allocating, so that taking it does not move
+ * the heap: for "before" and "after" around a call that must change nothing.
+ */
+void smaps_flags_snapshot_buf(char *out, size_t size);
+/* Assert two snapshots are equal; on failure print only the lines that differ. */
+void assert_same_snapshot(const char *before, const char *after);
 
 /* /proc/self/pagemap entry of the page containing @addr. */
 uint64_t pagemap_entry(const void *addr);
