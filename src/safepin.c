@@ -9,6 +9,7 @@
 
 #include "fork.h"
 #include "log.h"
+#include "probe.h"
 #include "registry.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -87,9 +88,14 @@ SAFEPIN_EXPORT int safepin_set_policy(enum safepin_policy policy)
 	case SAFEPIN_POLICY_ZERO_FILL:
 		break;
 	case SAFEPIN_POLICY_KERNEL_COPY:
-		/* Needs proof that this kernel copies pinned pages at fork:
-		 * the probe comes with the fork protocol; until then refuse. */
-		return fail(-EOPNOTSUPP);
+		/* Only where the probe proved this kernel copies pinned pages
+		 * into the child, for anonymous and for hugetlb memory: the
+		 * policy marks nothing, hugetlb ranges included, so a kernel
+		 * that copies one kind only (5.9-5.11) or that could not be
+		 * tested with a huge page is refused. */
+		if (!probe_copies_on_fork(false) || !probe_copies_on_fork(true))
+			return fail(-EOPNOTSUPP);
+		break;
 	default:
 		return fail(-EINVAL);
 	}

@@ -153,6 +153,88 @@ SAFEPIN_EXPORT int safepin_get_stats(struct safepin_stats *stats);
 /** Library version, e.g. "1.0.0". */
 SAFEPIN_EXPORT const char *safepin_version(void);
 
+/* ===================================================================== *
+ * Kernel probe: what this kernel does, found by experiment.             *
+ * ===================================================================== */
+
+/** Room for huge page sizes in struct safepin_kernel_info. */
+#define SAFEPIN_MAX_HUGE_PAGE_SIZES 8
+
+/**
+ * struct safepin_kernel_info - what safepin_probe() found.
+ *
+ * Tri-state fields read 1 (yes), 0 (no) or -1 (could not be determined;
+ * the matching *_reason string says why).
+ *
+ * @size: set by the caller to sizeof(struct safepin_kernel_info); fields
+ *	beyond it are not written (older callers keep working).
+ * @copy_on_fork_anon: whether the kernel keeps a long-term pinned private
+ *	anonymous page with the parent at fork (copying it into the child
+ *	instead of sharing it copy-on-write).  Found by experiment: a page is
+ *	pinned with io_uring fixed buffers (FOLL_PIN | FOLL_LONGTERM, the pin
+ *	RDMA and VFIO take as well), a child is forked, the parent writes the
+ *	page, and the kernel reads and writes the page through the pin.  1:
+ *	both directions reached the parent's page; 0: the pin was left on a
+ *	page the parent no longer maps (a device would read stale data and
+ *	its writes would be lost); -1: the experiment could not run (io_uring
+ *	unavailable or disabled, RLIMIT_MEMLOCK, ...).  No root and no RDMA
+ *	device needed.  Linux >= 5.9 copies pinned anonymous pages.
+ * @copy_on_fork_hugetlb: the same experiment on a MAP_HUGETLB page of the
+ *	smallest huge page size (2 MiB on x86).  -1 when no huge page could
+ *	be had (vm.nr_hugepages is 0 or all are in use).  Debian's 5.10
+ *	kernel answers 0 here while it answers 1 for anonymous memory.
+ * @populate_write: whether madvise(MADV_POPULATE_WRITE) works (5.14+); 0
+ *	means the library pre-faults with atomic writes instead.
+ * @wipeonfork: whether madvise(MADV_WIPEONFORK) works on private anonymous
+ *	memory (4.14+); needed by SAFEPIN_POLICY_ZERO_FILL, which falls back
+ *	to DONTFORK without it.  -1 if the test page could not be mapped.
+ * @nr_huge_page_sizes: entries used in @huge_page_sizes.
+ * @huge_page_sizes: huge page sizes in bytes the kernel supports
+ *	(/sys/kernel/mm/hugepages), ascending; configured or not.
+ * @copy_on_fork_anon_reason, @copy_on_fork_hugetlb_reason: one line of
+ *	text explaining the answer (never NULL; static storage).
+ * @kernel_release: uname -r of the running kernel (informational only:
+ *	the library never decides by version).
+ *
+ * safepin_set_policy(SAFEPIN_POLICY_KERNEL_COPY) is accepted only when both
+ * @copy_on_fork_anon and @copy_on_fork_hugetlb are 1: that policy marks no
+ * range, hugetlb ones included.  The hugetlb experiment needs two free huge
+ * pages (one to pin, one the kernel copies into the child; with only one,
+ * fork fails with ENOMEM on a copying kernel and the answer is -1).
+ *
+ * The probe runs once per process (the first caller pays: one fork of the
+ * calling process, two io_uring instances, a few milliseconds on a small
+ * process) and its result is cached.  Call it early: the fork duplicates
+ * the caller's page tables, and with pinned memory outside libsafepin's
+ * control the kernel copies those pages into the (short-lived) child.
+ * The child is created with a raw clone() syscall, so no pthread_atfork
+ * handler runs for it.
+ */
+struct safepin_kernel_info {
+	size_t size;
+	int copy_on_fork_anon;
+	int copy_on_fork_hugetlb;
+	int populate_write;
+	int wipeonfork;
+	unsigned int nr_huge_page_sizes;
+	size_t huge_page_sizes[SAFEPIN_MAX_HUGE_PAGE_SIZES];
+	const char *copy_on_fork_anon_reason;
+	const char *copy_on_fork_hugetlb_reason;
+	const char *kernel_release;
+};
+
+/**
+ * safepin_probe() - report what this kernel does (see above).
+ * @info: ->size must be set; fields beyond it are not written.
+ *
+ * Return: 0, or -EINVAL (errno EINVAL) if @info is NULL or ->size is
+ * smaller than offsetof(struct safepin_kernel_info, copy_on_fork_hugetlb).
+ * A probe that cannot run is not an error: its fields read -1.
+ */
+SAFEPIN_EXPORT int safepin_probe(struct safepin_kernel_info *info);
+
+/* ===== end of kernel probe ===== */
+
 #ifdef __cplusplus
 }
 #endif
