@@ -8,6 +8,7 @@
 #include <safepin/safepin.h>
 
 #include "fork.h"
+#include "init.h"
 #include "log.h"
 #include "probe.h"
 #include "registry.h"
@@ -19,6 +20,11 @@ static void init(void)
 	log_init();
 	registry_init();
 	fork_init();
+}
+
+void safepin_init(void)
+{
+	pthread_once(&init_once, init);
 }
 
 static int fail(int ret)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # rping server and client over rdma_cm on the dummy netdev.
 set -u
-rping -s -a "$SAFEPIN_RXE_IP" -C 3 -v >server.out.$$ 2>&1 &
+rping -s -a "$SAFEPIN_RXE_IP" -C 3 -v >/tmp/server.out.$$ 2>&1 &
 srv=$!
 i=0 rc=1
 while [ $i -lt 20 ]; do
@@ -11,6 +11,6 @@ while [ $i -lt 20 ]; do
 done
 [ $rc = 0 ] || kill "$srv" 2>/dev/null
 wait "$srv"; src=$?
-echo "--- server:"; cat server.out.$$; rm -f server.out.$$
+echo "--- server:"; cat /tmp/server.out.$$; rm -f /tmp/server.out.$$
 echo "client exit $rc, server exit $src"
 [ $rc = 0 ] && [ $src = 0 ]

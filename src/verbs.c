@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * The verbs drop-in API.  Every call runs inside the fork guard:
+ *
+ *   reg:    node for the table -> mark (registry_pin) -> provider
+ *           -> remember (mr -> pinned range); a provider failure unmarks
+ *           with the provider's errno kept.
+ *   dereg:  forget -> provider -> unmark; a provider failure remembers
+ *           the region again and unmarks nothing.
+ *   rereg:  mark new -> provider -> unmark old; a provider failure
+ *           unmarks new and keeps old.
+ *
+ * Coexistence with libibverbs' own fork support (ibv_fork_init()): before
+ * marking, the range is handed to ibv_dontfork_range() and after unmarking
+ * to ibv_dofork_range().  Without ibv_fork_init() (or where the kernel made
+ * it unnecessary) both are no-ops.  With it, libibverbs marks the range
+ * first, so the registry finds it already DONTFORK and leaves the marking
+ * to libibverbs' page counts: neither library then clears a mark the other
+ * still needs (an application's own ibv_dontfork_range() included).
+ * ibv_reg_mr_iova2() and ibv_dereg_mr() call the same pair internally; the
+ * counts stay balanced.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <safepin/verbs.h>
+
+#include "arena.h"
+#include "fork.h"
+#include "init.h"
+#include "log.h"
+#include "mr_table.h"
+#include "registry.h"
+
+/* Exported by libibverbs since IBVERBS_1.1 but declared in no public
+ * header of rdma-core 44; the prototypes are those of libibverbs/memory.c. */
+int ibv_dontfork_range(void *base, size_t size);
+int ibv_dofork_range(void *base, size_t size);
+
+static struct {
+	pthread_mutex_t lock;	/* taken inside the fork guard only */
+	struct arena arena;
+	struct mr_table mrs;
+} vb = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static pthread_once_t verbs_once = PTHREAD_ONCE_INIT;
+
+/* The child owns no registration (the registry resets itself likewise). */
+static void verbs_child(void)
+{
+	pthread_mutex_init(&vb.lock, NULL);
+	mr_table_forget(&vb.mrs);
+	arena_release(&vb.arena);
+}
+
+static void verbs_init_once(void)
+{
+	struct node_alloc alloc;
+
+	safepin_init();
+	arena_init(&vb.arena);
+	alloc = arena_node_alloc(&vb.arena);
+	mr_table_init(&vb.mrs, &alloc);
+	pthread_atfork(NULL, NULL, verbs_child);
+}
+
+static void verbs_init(void)
+{
+	pthread_once(&verbs_once, verbs_init_once);
+}
+
+static struct mr_node *node_new(void)
+{
+	struct mr_node *n;
+
+	pthread_mutex_lock(&vb.lock);
+	n = mr_table_node_new(&vb.mrs);
+	pthread_mutex_unlock(&vb.lock);
+	return n;
+}
+
+static void node_free(struct mr_node *n)
+{
+	pthread_mutex_lock(&vb.lock);
+	mr_table_node_free(&vb.mrs, n);
+	pthread_mutex_unlock(&vb.lock);
+}
+
+static struct mr_node *take(const struct ibv_mr *mr)
+{
+	struct mr_node *n;
+
+	pthread_mutex_lock(&vb.lock);
+	n = mr_table_take(&vb.mrs, mr);
+	pthread_mutex_unlock(&vb.lock);
+	return n;
+}
+
+static void unpin(const struct mr_pin *p);
+
+/* Remember @n as @mr's pin. Never fails. */
+static void remember(struct mr_node *n, const struct ibv_mr *mr, const struct mr_pin *p)
+{
+	struct mr_pin stale;
+	int replaced;
+
+	pthread_mutex_lock(&vb.lock);
+	replaced = mr_table_insert(&vb.mrs, n, mr, p, &stale);
+	pthread_mutex_unlock(&vb.lock);
+	if (replaced) {
+		/* The previous region at this address was released with plain
+		 * ibv_dereg_mr() and its memory reused: release its pin now. */
+		sp_log(SP_LOG_ERROR, "memory region %p was deregistered without "
+		       "safepin_dereg_mr(); releasing its range %#lx+%zu now",
+		       (const void *)mr, (unsigned long)stale.addr, stale.len);
+		unpin(&stale);
+	}
+}
+
+/* Mark and pre-fault @p. Return 0, or -1 with errno set; nothing changed then. */
+static int pin(const struct mr_pin *p)
+{
+	int ret;
+
+	if (ibv_dontfork_range((void *)p->addr, p->len))
+		return -1;	/* errno from libibverbs */
+	ret = registry_pin(p->addr, p->len);
+	if (ret) {
+		ibv_dofork_range((void *)p->addr, p->len);
+		registry_count_failure();
+		errno = -ret;
+		return -1;
+	}
+	return 0;
+}
+
+/* Undo pin(). errno is preserved. */
+static void unpin(const struct mr_pin *p)
+{
+	int saved = errno, ret;
+
+	ret = registry_unpin(p->addr, p->len);
+	if (ret) {
+		/* Stays marked: safe, but a child misses these pages. */
+		registry_count_failure();
+		sp_log(SP_LOG_ERROR, "cannot release %#lx+%zu: errno %d",
+		       (unsigned long)p->addr, p->len, -ret);
+	}
+	ibv_dofork_range((void *)p->addr, p->len);
+	errno = saved;
+}
+
+static bool pins_pages(size_t length, unsigned int access)
+{
+	/* ODP pins nothing long-term; a zero-length region pins no page. */
+	return length && !(access & IBV_ACCESS_ON_DEMAND);
+}
+
+SAFEPIN_EXPORT struct ibv_mr *safepin_reg_mr_iova2(struct ibv_pd *pd, void *addr, size_t length,
+						   uint64_t iova, unsigned int access)
+{
+	struct mr_pin p = { (uintptr_t)addr, length };
+	struct mr_node *n;
+	struct ibv_mr *mr = NULL;
+	int saved;
+
+	verbs_init();
+	if (!pins_pages(length, access))
+		return ibv_reg_mr_iova2(pd, addr, length, iova, access);
+
+	fork_guard_enter();
+	n = node_new();
+	if (!n) {
+		registry_count_failure();
+		errno = ENOMEM;
+		goto out;
+	}
+	if (pin(&p))
+		goto out_free;
+	mr = ibv_reg_mr_iova2(pd, addr, length, iova, access);
+	if (!mr) {
+		unpin(&p);
+		goto out_free;
+	}
+	remember(n, mr, &p);
+	n = NULL;
+out_free:
+	saved = errno;
+	if (n)
+		node_free(n);
+	errno = saved;
+out:
+	fork_guard_exit();
+	return mr;
+}
+
+SAFEPIN_EXPORT struct ibv_mr *safepin_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
+					     int access)
+{
+	return safepin_reg_mr_iova2(pd, addr, length, (uintptr_t)addr, (unsigned int)access);
+}
+
+SAFEPIN_EXPORT struct ibv_mr *safepin_reg_mr_iova(struct ibv_pd *pd, void *addr, size_t length,
+						  uint64_t hca_va, int access)
+{
+	return safepin_reg_mr_iova2(pd, addr, length, hca_va, (unsigned int)access);
+}
+
+#if SAFEPIN_HAVE_REG_MR_EX
+SAFEPIN_EXPORT struct ibv_mr *safepin_reg_mr_ex(struct ibv_pd *pd,
+						struct ibv_mr_init_attr *attr)
+{
+	struct mr_pin p;
+	struct mr_node *n;
+	struct ibv_mr *mr = NULL;
+	int saved;
+
+	verbs_init();
+	if (!attr || !(attr->comp_mask & IBV_REG_MR_MASK_ADDR) ||
+	    (attr->comp_mask & IBV_REG_MR_MASK_FD) || !pins_pages(attr->length, attr->access))
+		return ibv_reg_mr_ex(pd, attr);
+	p.addr = (uintptr_t)attr->addr;
+	p.len = attr->length;
+
+	fork_guard_enter();
+	n = node_new();
+	if (!n) {
+		registry_count_failure();
+		errno = ENOMEM;
+		goto out;
+	}
+	if (pin(&p))
+		goto out_free;
+	mr = ibv_reg_mr_ex(pd, attr);
+	if (!mr) {
+		unpin(&p);
+		goto out_free;
+	}
+	remember(n, mr, &p);
+	n = NULL;
+out_free:
+	saved = errno;
+	if (n)
+		node_free(n);
+	errno = saved;
+out:
+	fork_guard_exit();
+	return mr;
+}
+#endif
+
+SAFEPIN_EXPORT int safepin_dereg_mr(struct ibv_mr *mr)
+{
+	struct mr_node *n;
+	struct mr_pin p;
+	int ret, saved;
+
+	verbs_init();
+	fork_guard_enter();
+	/* Unlink first: once the provider freed @mr, another thread's new
+	 * region may get the same address. */
+	n = take(mr);
+	ret = ibv_dereg_mr(mr);
+	saved = errno;
+	if (n) {
+		p = n->pin;
+		if (ret) {
+			remember(n, mr, &p);	/* still registered, still marked */
+		} else {
+			node_free(n);
+			unpin(&p);
+		}
+	}
+	fork_guard_exit();
+	errno = saved;
+	return ret;
+}
+
+SAFEPIN_EXPORT int safepin_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *addr,
+				    size_t length, int access)
+{
+	struct mr_node *old_node, *n = NULL;
+	struct mr_pin old = { 0 }, new;
+	bool old_pinned, new_pinned, pin_new, unpin_old;
+	int ret, saved;
+
+	/* The argument checks ibv_rereg_mr() makes before it marks anything. */
+	if ((flags & ~IBV_REREG_MR_FLAGS_SUPPORTED) ||
+	    ((flags & IBV_REREG_MR_CHANGE_TRANSLATION) && (!length || !addr)) ||
+	    (access && !(flags & IBV_REREG_MR_CHANGE_ACCESS))) {
+		errno = EINVAL;
+		return IBV_REREG_MR_ERR_INPUT;
+	}
+	verbs_init();
+	fork_guard_enter();
+	old_node = take(mr);
+	old_pinned = old_node != NULL;
+	if (old_pinned)
+		old = old_node->pin;
+	if (flags & IBV_REREG_MR_CHANGE_TRANSLATION) {
+		new.addr = (uintptr_t)addr;
+		new.len = length;
+	} else if (old_pinned) {
+		new = old;
+	} else {
+		new.addr = (uintptr_t)mr->addr;
+		new.len = mr->length;
+	}
+	/* Without CHANGE_ACCESS the region keeps its kind (pinned or ODP). */
+	new_pinned = flags & IBV_REREG_MR_CHANGE_ACCESS ? pins_pages(new.len, access)
+							: old_pinned;
+	pin_new = new_pinned && (!old_pinned || (flags & IBV_REREG_MR_CHANGE_TRANSLATION));
+	unpin_old = old_pinned && (!new_pinned || (flags & IBV_REREG_MR_CHANGE_TRANSLATION));
+
+	if (new_pinned && !old_pinned) {
+		n = node_new();
+		if (!n) {
+			registry_count_failure();
+			errno = ENOMEM;
+			ret = IBV_REREG_MR_ERR_DONT_FORK_NEW;
+			goto out;
+		}
+	}
+	if (pin_new && pin(&new)) {
+		ret = IBV_REREG_MR_ERR_DONT_FORK_NEW;
+		goto out;
+	}
+	ret = ibv_rereg_mr(mr, flags, pd, addr, length, access);
+	if (ret) {
+		if (pin_new)
+			unpin(&new);
+		goto out;
+	}
+	if (unpin_old) {
+		saved = registry_unpin(old.addr, old.len);
+		ibv_dofork_range((void *)old.addr, old.len);
+		if (saved) {
+			registry_count_failure();
+			sp_log(SP_LOG_ERROR, "cannot release %#lx+%zu: errno %d",
+			       (unsigned long)old.addr, old.len, -saved);
+			errno = -saved;
+			ret = IBV_REREG_MR_ERR_DO_FORK_OLD;
+		}
+	}
+	/* The region's pin is @new from here on (or none). */
+	if (new_pinned) {
+		remember(old_node ? old_node : n, mr, &new);
+		old_node = n = NULL;
+	}
+	old_pinned = false;	/* consumed: nothing to put back */
+out:
+	saved = errno;
+	if (old_pinned) {
+		/* Failed: the region keeps its old pin. */
+		remember(old_node, mr, &old);
+		old_node = NULL;
+	}
+	if (old_node)
+		node_free(old_node);
+	if (n)
+		node_free(n);
+	fork_guard_exit();
+	errno = saved;
+	return ret;
+}
