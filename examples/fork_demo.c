@@ -133,6 +133,28 @@ static int run(const char *title, int protect)
 	return 0;
 }
 
+static const char *tri(int v)
+{
+	return v > 0 ? "yes" : v == 0 ? "NO" : "unknown";
+}
+
+/* What this kernel does, found by experiment (safepin_probe()). */
+static void print_kernel(void)
+{
+	struct safepin_kernel_info k = { .size = sizeof(k) };
+
+	if (safepin_probe(&k)) {
+		printf("kernel probe failed: %s\n", strerror(errno));
+		return;
+	}
+	printf("kernel %s: copies pinned pages at fork: anonymous %s, hugetlb %s%s%s; "
+	       "MADV_POPULATE_WRITE %s; MADV_WIPEONFORK %s\n", k.kernel_release,
+	       tri(k.copy_on_fork_anon), tri(k.copy_on_fork_hugetlb),
+	       k.copy_on_fork_hugetlb < 0 ? " -- " : "",
+	       k.copy_on_fork_hugetlb < 0 ? k.copy_on_fork_hugetlb_reason : "",
+	       tri(k.populate_write), tri(k.wipeonfork));
+}
+
 int main(void)
 {
 	struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
@@ -141,6 +163,7 @@ int main(void)
 	setrlimit(RLIMIT_MEMLOCK, &unlimited);	/* best effort; root only */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("libsafepin %s fork demo\n", safepin_version());
+	print_kernel();
 	run("without libsafepin: the kernel copies every pinned page into the child", 0);
 	run("with libsafepin (policy dontfork): the pinned pages stay out of the child", 1);
 	safepin_get_stats(&st);

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "edge_pages.h"
 #include "log.h"
+#include "probe.h"
 #include "range_map.h"
 #include "reg_table.h"
 #include "registry.h"
@@ -53,10 +54,11 @@ void registry_init(void)
 	range_map_init(&reg.edges, &alloc);
 	reg_table_init(&reg.regs, &alloc);
 	reg.policy = config_default_policy();
-	if (reg.policy == SAFEPIN_POLICY_KERNEL_COPY) {
-		/* Only a probe of this kernel may allow it (safepin_set_policy()). */
-		sp_log(SP_LOG_ERROR, "SAFEPIN_POLICY=kernel-copy is not proven safe on this "
-		       "kernel; using dontfork");
+	/* Only an experiment on this kernel may allow marking nothing. */
+	if (reg.policy == SAFEPIN_POLICY_KERNEL_COPY &&
+	    !(probe_copies_on_fork(false) && probe_copies_on_fork(true))) {
+		sp_log(SP_LOG_ERROR, "SAFEPIN_POLICY=kernel-copy: this kernel was not shown to "
+		       "copy pinned pages at fork; using dontfork");
 		reg.policy = SAFEPIN_POLICY_DONTFORK;
 	}
 }
