@@ -45,8 +45,9 @@
  *    support is active, the marking of every region is left to libibverbs'
  *    own page counts (libsafepin still pre-faults and counts), so that
  *    ibv_dontfork_range()/ibv_dofork_range() and these functions never clear
- *    each other's marks.  Where the kernel makes ibv_fork_init() a no-op
- *    (IBV_FORK_UNNEEDED), libsafepin marks as usual.
+ *    each other's marks.  Where ibv_fork_init() leaves that support off
+ *    (newer rdma-core on kernels that copy pinned pages at fork),
+ *    libsafepin marks as usual.
  *
  * Link with -lsafepin -libverbs (pkg-config safepin).  Thread-safe.
  */
