@@ -224,12 +224,21 @@ int vm_populate(uintptr_t start, uintptr_t end, bool write, size_t page_size)
 		return vm_madvise(start, end, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
 
 	for (uintptr_t p = start; p < end; p += page_size) {
-		if (write)
-			/* A locked read-modify-write: faults for write, stores
-			 * back exactly what another thread last wrote. */
-			__atomic_fetch_add((volatile unsigned char *)p, 0, __ATOMIC_RELAXED);
-		else
+		if (write) {
+			/*
+			 * A locked read-modify-write: faults for write, stores
+			 * back exactly what another thread last wrote.  The
+			 * zero is hidden from the optimizer: clang turns an
+			 * atomic add of a constant 0 into "mfence; load", which
+			 * takes no write fault and leaves copy-on-write unbroken.
+			 */
+			unsigned char zero = 0;
+
+			__asm__ volatile("" : "+r"(zero));
+			__atomic_fetch_add((volatile unsigned char *)p, zero, __ATOMIC_RELAXED);
+		} else {
 			(void)*(volatile const unsigned char *)p;
+		}
 	}
 	return 0;
 }
