@@ -7,8 +7,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -287,6 +294,107 @@ static void test_prefault_failure_rolls_back(void **state)
 	close(fd);
 }
 
+/*
+ * madvise() failing part way: a seccomp filter makes madvise(@fail_at,
+ * any length, @advice) return @err.  Seccomp cannot be removed again, so
+ * this runs in a forked child (which starts with an empty registry) and
+ * reports by exit status; CHILD_CHECK prints the failing line.
+ */
+#define CHILD_CHECK(c)                                                                \
+	do {                                                                          \
+		if (!(c)) {                                                           \
+			fprintf(stderr, "child: line %d: %s\n", __LINE__, #c);        \
+			_exit(1);                                                     \
+		}                                                                     \
+	} while (0)
+
+static void fail_madvise_at(const void *fail_at, int advice, int err)
+{
+	uint64_t a = (uintptr_t)fail_at;
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 7),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)advice, 0, 5),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)a, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 4),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(a >> 32), 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((uint32_t)err & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	CHILD_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+	CHILD_CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
+}
+
+static void madvise_failure_child(int advice_policy, int err)
+{
+	/* private [0,3) | shared [3,5) | private [5,8): a pin of [1,7) makes two runs */
+	char *m = map_anon(8 * PAGE, PROT_READ | PROT_WRITE, 0);
+	int advice = advice_policy == SAFEPIN_POLICY_ZERO_FILL ? MADV_WIPEONFORK : MADV_DONTFORK;
+	struct safepin_stats s0, s1;
+	char got[9];
+	int ret;
+
+	CHILD_CHECK(mmap(m + 3 * PAGE, 2 * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == m + 3 * PAGE);
+	CHILD_CHECK(safepin_set_policy(advice_policy) == 0);
+	/* The child's registry is new: let it map its bookkeeping before the snapshot. */
+	CHILD_CHECK(safepin_pin(m, PAGE, 0) == 0 && safepin_unpin(m, PAGE) == 0);
+	fail_madvise_at(m + 5 * PAGE, advice, err);
+
+	/* The first run [1,3) is marked, the second [5,7) fails: [1,3) is unmarked again. */
+	s0 = stats_now();
+	smaps_flags_snapshot_buf(snap_before, sizeof(snap_before));
+	errno = 0;
+	ret = safepin_pin(m + PAGE, 6 * PAGE, 0);
+	CHILD_CHECK(ret == -err && errno == err);
+	smaps_flags_snapshot_buf(snap_after, sizeof(snap_after));
+	s1 = stats_now();
+	if (strcmp(snap_before, snap_after))
+		fprintf(stderr, "before:\n%s\nafter:\n%s\n", snap_before, snap_after);
+	CHILD_CHECK(strcmp(snap_before, snap_after) == 0);
+	CHILD_CHECK(s1.live_registrations == s0.live_registrations);
+	CHILD_CHECK(s1.pages_marked == s0.pages_marked);
+	CHILD_CHECK(s1.madvise_calls == s0.madvise_calls + 3);	/* mark, fail, unmark */
+	CHILD_CHECK(s1.failures == s0.failures + 1);
+	fork_marks(m, 8, got);
+	CHILD_CHECK(strcmp(got, "........") == 0);
+
+	/* The counts are intact: [1,3) alone marks and unmarks as usual. */
+	CHILD_CHECK(safepin_pin(m + PAGE, 2 * PAGE, 0) == 0);
+	fork_marks(m, 8, got);
+	CHILD_CHECK(strcmp(got, advice == MADV_DONTFORK ? ".DD....." : ".WW.....") == 0);
+	CHILD_CHECK(safepin_unpin(m + PAGE, 2 * PAGE) == 0);
+	fork_marks(m, 8, got);
+	CHILD_CHECK(strcmp(got, "........") == 0);
+	CHILD_CHECK(stats_now().live_registrations == 0 && stats_now().pages_marked == 0);
+	_exit(0);
+}
+
+static void check_madvise_failure(int policy, int err)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		madvise_failure_child(policy, err);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_madvise_failure_rolls_back(void **state)
+{
+	(void)state;
+	check_madvise_failure(SAFEPIN_POLICY_DONTFORK, ENOMEM);
+	check_madvise_failure(SAFEPIN_POLICY_DONTFORK, EINVAL);
+	check_madvise_failure(SAFEPIN_POLICY_ZERO_FILL, ENOMEM);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -304,6 +412,7 @@ int main(void)
 		T(test_unpin_wrong_len),
 		T(test_failed_pin_does_not_poison_neighbours),
 		T(test_prefault_failure_rolls_back),
+		T(test_madvise_failure_rolls_back),
 	};
 #undef T
 
