@@ -148,6 +148,32 @@ bool vma_bounds(const void *addr, uintptr_t *start, uintptr_t *end)
 	return found;
 }
 
+long smaps_field_kb(const void *addr, const char *name)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	uintptr_t a = (uintptr_t)addr;
+	size_t nlen = strlen(name);
+	char line[1024];
+	bool in = false;
+	long kb = -1;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		if (smaps_header(line, &s, &e)) {
+			if (in)
+				break;
+			in = a >= s && a < e;
+		} else if (in && !strncmp(line, name, nlen)) {
+			kb = strtol(line + nlen, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
 struct safepin_stats stats_now(void)
 {
 	struct safepin_stats s = { .size = sizeof(s) };

@@ -32,6 +32,8 @@ void fork_marks(const void *addr, size_t npages, char *out);
 void fork_marks_stride(const void *addr, size_t n, size_t stride, char *out);
 /* Bounds of the VMA containing @addr; false if unmapped. */
 bool vma_bounds(const void *addr, uintptr_t *start, uintptr_t *end);
+/* A "Name:   123 kB" field of the smaps entry of the VMA containing @addr, in kB; -1 if absent. */
+long smaps_field_kb(const void *addr, const char *name);
 /* A snapshot of VmFlags of every VMA of the process, for "nothing changed". */
 char *smaps_flags_snapshot(void);
 /*

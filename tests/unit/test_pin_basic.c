@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -308,6 +309,29 @@ static void test_child_segfaults_unaligned(void **state)
 	assert_int_equal(safepin_unpin(arena + 2 * PAGE + 123, 3 * PAGE - 200), 0);
 }
 
+/* Stats: a caller built against a shorter struct gets only what it knows. */
+static void test_stats_size(void **state)
+{
+	struct safepin_stats s;
+
+	(void)state;
+	errno = 0;
+	assert_int_equal(safepin_get_stats(NULL), -EINVAL);
+	assert_int_equal(errno, EINVAL);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(safepin_get_stats(&s), -EINVAL);	/* size 0 */
+
+	pin_pages(1, 3);
+	memset(&s, 0xee, sizeof(s));
+	s.size = offsetof(struct safepin_stats, madvise_calls);
+	assert_int_equal(safepin_get_stats(&s), 0);
+	assert_int_equal(s.live_registrations, 1);
+	assert_int_equal(s.pages_marked, 2);
+	assert_int_equal(s.madvise_calls, 0xeeeeeeeeeeeeeeeeull);	/* beyond ->size */
+	assert_int_equal(s.failures, 0xeeeeeeeeeeeeeeeeull);
+	unpin_pages(1, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -322,6 +346,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_child_segfaults_only_on_marked, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_child_segfaults_unaligned, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stats_size, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

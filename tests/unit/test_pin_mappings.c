@@ -204,6 +204,50 @@ static void test_hugetlb_fallback(void **state)
 	check_hugetlb(true);
 }
 
+/* --- transparent huge pages ------------------------------------------- */
+
+/*
+ * THP is not hugetlb: a pin marks only its own base pages, and only the
+ * huge page the pin's edges fall in is split; the next one stays whole.
+ */
+static void test_thp_not_split_more_than_needed(void **state)
+{
+	char *raw = map_anon(3 * HPAGE, PROT_READ | PROT_WRITE, 0);
+	char *hp = (char *)(((uintptr_t)raw + HPAGE - 1) & ~(HPAGE - 1));
+	unsigned char *copy = malloc(2 * HPAGE);
+	unsigned int seed = 7;
+	long thp_kb;
+
+	(void)state;
+	assert_non_null(copy);
+	if (madvise(hp, 2 * HPAGE, MADV_HUGEPAGE)) {
+		print_message("SKIP: madvise(MADV_HUGEPAGE): %s\n", strerror(errno));
+		skip();
+	}
+	for (size_t i = 0; i < 2 * HPAGE; i++)
+		hp[i] = (char)rand_r(&seed);
+	memcpy(copy, hp, 2 * HPAGE);
+	thp_kb = smaps_field_kb(hp, "AnonHugePages:");
+	if (thp_kb < 4096) {
+		print_message("SKIP: no transparent huge pages here (AnonHugePages: %ld kB)\n",
+			      thp_kb);
+		skip();
+	}
+
+	assert_int_equal(safepin_pin(hp + 2 * PAGE + 10, PAGE, 0), 0);
+	assert_marks(hp, 6, "..DD..");
+	assert_int_equal(stats_now().pages_marked, 2);
+	assert_true(pagemap_entry(hp + 2 * PAGE) & PM_EXCLUSIVE);
+	/* The second huge page is still mapped huge. */
+	assert_int_equal(smaps_field_kb(hp + HPAGE, "AnonHugePages:"), 2048);
+	assert_memory_equal(hp, copy, 2 * HPAGE);
+	assert_int_equal(safepin_unpin(hp + 2 * PAGE + 10, PAGE), 0);
+	assert_marks(hp, 6, "......");
+	assert_memory_equal(hp, copy, 2 * HPAGE);
+	free(copy);
+	assert_int_equal(munmap(raw, 3 * HPAGE), 0);
+}
+
 /* --- MAP_SHARED -------------------------------------------------------- */
 
 static void check_shared(char *m, size_t npages)
@@ -506,6 +550,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_hugetlb_populate, hugetlb_teardown),
 		cmocka_unit_test_teardown(test_hugetlb_fallback, hugetlb_teardown),
+		cmocka_unit_test_teardown(test_thp_not_split_more_than_needed, teardown),
 		cmocka_unit_test_teardown(test_shared_anon, teardown),
 		cmocka_unit_test_teardown(test_shared_memfd, teardown),
 		cmocka_unit_test_teardown(test_private_and_shared_vmas, teardown),
