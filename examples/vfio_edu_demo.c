@@ -65,7 +65,7 @@
 
 static bool raw;	/* --raw: plain ioctls, no libsafepin */
 
-static void die(const char *what)
+static _Noreturn void die(const char *what)
 {
 	fprintf(stderr, "vfio_edu_demo: %s: %s\n", what, strerror(errno));
 	exit(1);
