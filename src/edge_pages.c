@@ -7,6 +7,33 @@
 #include "edge_pages.h"
 #include "vm.h"
 
+/*
+ * The edge pages belong to the application: under AddressSanitizer they hold
+ * redzones of its heap chunks, which a whole-page memcpy() would trip over.
+ * Copy them with an uninstrumented loop of volatile word accesses (which the
+ * compiler cannot turn back into a memcpy() call).
+ */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NO_ASAN __attribute__((no_sanitize("address")))
+#endif
+#endif
+#if !defined(NO_ASAN) && defined(__SANITIZE_ADDRESS__)
+#define NO_ASAN __attribute__((no_sanitize_address))
+#endif
+#ifndef NO_ASAN
+#define NO_ASAN
+#endif
+
+NO_ASAN static void copy_page_words(void *dst, const void *src, size_t len)
+{
+	volatile uint64_t *d = dst;
+	const volatile uint64_t *s = src;
+
+	for (size_t i = 0; i < len / sizeof(*d); i++)
+		d[i] = s[i];
+}
+
 /* Two passes over the edge map: the first sizes the snapshot, the second fills it. */
 struct edge_walk {
 	const struct range_map *pages;
@@ -21,7 +48,7 @@ static void add_page(struct edge_walk *w, uintptr_t page, size_t ps)
 	bool extends = w->nr_runs && w->prev_end == page;
 
 	if (w->runs) {
-		memcpy(w->data + w->bytes, (const void *)page, ps);
+		copy_page_words(w->data + w->bytes, (const void *)page, ps);
 		if (extends)
 			w->runs[w->nr_runs - 1].end += ps;
 		else
@@ -86,7 +113,7 @@ size_t edge_snapshot_restore(const struct edge_snapshot *snap)
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 
 		if (p != MAP_FAILED) {
-			memcpy(p, data, len);
+			copy_page_words(p, data, len);
 			restored += len / vm_base_page_size();
 		}
 		data += len;

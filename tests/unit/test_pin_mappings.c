@@ -532,10 +532,22 @@ static void test_policy_errors(void **state)
 {
 	(void)state;
 	assert_int_equal(safepin_get_policy(), SAFEPIN_POLICY_DONTFORK);
-	/* Not until a probe proves this kernel copies pinned pages at fork. */
-	errno = 0;
-	assert_int_equal(safepin_set_policy(SAFEPIN_POLICY_KERNEL_COPY), -EOPNOTSUPP);
-	assert_int_equal(errno, EOPNOTSUPP);
+	/* Only where the probe proved this kernel copies pinned pages at fork. */
+	{
+		struct safepin_kernel_info k = { .size = sizeof(k) };
+
+		assert_int_equal(safepin_probe(&k), 0);
+		errno = 0;
+		if (k.copy_on_fork_anon == 1 && k.copy_on_fork_hugetlb == 1) {
+			assert_int_equal(safepin_set_policy(SAFEPIN_POLICY_KERNEL_COPY), 0);
+			assert_int_equal(safepin_get_policy(), SAFEPIN_POLICY_KERNEL_COPY);
+			assert_int_equal(safepin_set_policy(SAFEPIN_POLICY_DONTFORK), 0);
+		} else {
+			assert_int_equal(safepin_set_policy(SAFEPIN_POLICY_KERNEL_COPY),
+					 -EOPNOTSUPP);
+			assert_int_equal(errno, EOPNOTSUPP);
+		}
+	}
 	errno = 0;
 	assert_int_equal(safepin_set_policy((enum safepin_policy)42), -EINVAL);
 	assert_int_equal(errno, EINVAL);

@@ -200,7 +200,12 @@ static void test_random_against_model(void **state)
 				for (size_t p = a; p < b; p++)
 					m.count[p]--;
 				assert_int_equal(got.n, want.n);
-				assert_memory_equal(got.s, want.s, want.n * sizeof(want.s[0]));
+				/* Field by field: struct padding is not part of a run. */
+				for (size_t i = 0; i < want.n; i++) {
+					assert_int_equal(got.s[i].start, want.s[i].start);
+					assert_int_equal(got.s[i].end, want.s[i].end);
+					assert_int_equal(got.s[i].mark, want.s[i].mark);
+				}
 			}
 		}
 		allocs_left = -1;
