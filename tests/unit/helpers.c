@@ -375,3 +375,27 @@ void hugetlb_unreserve(void)
 	write_long(HUGEPAGES_2M "nr_hugepages", total > hugetlb_added ? total - hugetlb_added : 0);
 	hugetlb_added = 0;
 }
+
+long test_alloc_live;
+long test_alloc_budget = -1;
+
+static void *test_alloc_node(void *ctx, size_t size)
+{
+	(void)ctx;
+	if (test_alloc_budget == 0)
+		return NULL;
+	if (test_alloc_budget > 0)
+		test_alloc_budget--;
+	test_alloc_live++;
+	return malloc(size);
+}
+
+static void test_free_node(void *ctx, void *p, size_t size)
+{
+	(void)ctx;
+	(void)size;
+	test_alloc_live--;
+	free(p);
+}
+
+const struct node_alloc test_alloc = { test_alloc_node, test_free_node, NULL };

@@ -14,6 +14,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "node_alloc.h"
+
 #include <safepin/safepin.h>
 
 #define PAGE 4096ul
@@ -75,5 +77,14 @@ struct safepin_stats stats_now(void);
 long hugetlb_reserve(long n);
 /* Give back what hugetlb_reserve() added to the pool (nr_hugepages as before). */
 void hugetlb_unreserve(void);
+
+/*
+ * A node allocator over malloc for the data-structure tests: counts the
+ * nodes alive and fails on demand.  test_alloc_budget: -1 never fails,
+ * n lets the next n allocations succeed and fails the rest.
+ */
+extern long test_alloc_live;
+extern long test_alloc_budget;
+extern const struct node_alloc test_alloc;
 
 #endif

@@ -7,27 +7,6 @@
 #include "helpers.h"
 #include "mr_table.h"
 
-static int fail_alloc;
-static long live_nodes;
-
-static void *t_alloc(void *ctx, size_t size)
-{
-	(void)ctx;
-	if (fail_alloc)
-		return NULL;
-	live_nodes++;
-	return malloc(size);
-}
-
-static void t_free(void *ctx, void *p, size_t size)
-{
-	(void)ctx;
-	(void)size;
-	live_nodes--;
-	free(p);
-}
-
-static const struct node_alloc alloc = { t_alloc, t_free, NULL };
 
 #define KEY(n) ((const void *)(uintptr_t)(0x10000 + 64 * (n)))
 
@@ -47,7 +26,7 @@ static void test_find_and_take(void **state)
 	struct mr_node *n;
 
 	(void)state;
-	mr_table_init(&t, &alloc);
+	mr_table_init(&t, &test_alloc);
 	assert_int_equal(mr_table_find(&t, KEY(1), &got), -ENOENT);
 	assert_null(mr_table_take(&t, KEY(1)));
 	insert(&t, KEY(1), 0x1000, 100);
@@ -66,7 +45,7 @@ static void test_find_and_take(void **state)
 	mr_table_node_free(&t, n);
 	mr_table_clear(&t);
 	assert_int_equal(mr_table_count(&t), 0);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 /* A node taken out (a failing dereg) goes back in unchanged. */
@@ -77,7 +56,7 @@ static void test_take_and_put_back(void **state)
 	struct mr_node *n;
 
 	(void)state;
-	mr_table_init(&t, &alloc);
+	mr_table_init(&t, &test_alloc);
 	insert(&t, KEY(7), 0x7000, 1);
 	n = mr_table_take(&t, KEY(7));
 	assert_non_null(n);
@@ -85,9 +64,9 @@ static void test_take_and_put_back(void **state)
 	assert_int_equal(mr_table_find(&t, KEY(7), &got), 0);
 	assert_int_equal(got.addr, 0x7000);
 	assert_int_equal(got.len, 1);
-	assert_int_equal(live_nodes, 1);
+	assert_int_equal(test_alloc_live, 1);
 	mr_table_clear(&t);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 /* The same key twice: the old entry was stale; its pin is handed back. */
@@ -98,7 +77,7 @@ static void test_stale_entry_replaced(void **state)
 	struct mr_node *n;
 
 	(void)state;
-	mr_table_init(&t, &alloc);
+	mr_table_init(&t, &test_alloc);
 	insert(&t, KEY(3), 0x3000, 300);
 	n = mr_table_node_new(&t);
 	assert_non_null(n);
@@ -106,12 +85,12 @@ static void test_stale_entry_replaced(void **state)
 	assert_int_equal(stale.addr, 0x3000);
 	assert_int_equal(stale.len, 300);
 	assert_int_equal(mr_table_count(&t), 1);
-	assert_int_equal(live_nodes, 1);
+	assert_int_equal(test_alloc_live, 1);
 	assert_int_equal(mr_table_find(&t, KEY(3), &got), 0);
 	assert_int_equal(got.addr, 0x9000);
 	assert_int_equal(got.len, 4096);
 	mr_table_clear(&t);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 static void test_enomem(void **state)
@@ -119,10 +98,10 @@ static void test_enomem(void **state)
 	struct mr_table t;
 
 	(void)state;
-	mr_table_init(&t, &alloc);
-	fail_alloc = 1;
+	mr_table_init(&t, &test_alloc);
+	test_alloc_budget = 0;
 	assert_null(mr_table_node_new(&t));
-	fail_alloc = 0;
+	test_alloc_budget = -1;
 	assert_int_equal(mr_table_count(&t), 0);
 	mr_table_clear(&t);
 }
@@ -135,7 +114,7 @@ static void test_forget(void **state)
 	struct mr_pin got, stale;
 
 	(void)state;
-	mr_table_init(&t, &alloc);
+	mr_table_init(&t, &test_alloc);
 	for (int i = 0; i < 3; i++) {
 		all[i] = mr_table_node_new(&t);
 		assert_non_null(all[i]);
@@ -149,10 +128,10 @@ static void test_forget(void **state)
 	assert_int_equal(mr_table_count(&t), 1);
 	mr_table_clear(&t);
 	/* The forgotten nodes were not freed by the table. */
-	assert_int_equal(live_nodes, 3);
+	assert_int_equal(test_alloc_live, 3);
 	for (int i = 0; i < 3; i++)
 		mr_table_node_free(&t, all[i]);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 /* Many keys inserted and removed in scrambled orders against a reference. */
@@ -164,7 +143,7 @@ static void test_many_keys(void **state)
 	unsigned int seed = 12345;
 
 	(void)state;
-	mr_table_init(&t, &alloc);
+	mr_table_init(&t, &test_alloc);
 	for (int round = 0; round < 20000; round++) {
 		int k = (int)(rand_r(&seed) % N);
 		struct mr_pin got;
@@ -193,9 +172,9 @@ static void test_many_keys(void **state)
 		assert_int_equal(mr_table_find(&t, KEY(k), &got), ref[k] ? 0 : -ENOENT);
 	}
 	assert_int_equal(mr_table_count(&t), live);
-	assert_int_equal(live_nodes, (long)live);
+	assert_int_equal(test_alloc_live, (long)live);
 	mr_table_clear(&t);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 int main(void)

@@ -17,29 +17,6 @@
 #define BASE 0x40000000ul
 #define ADDR(p) (BASE + (uintptr_t)(p) * PAGE)
 
-static long allocs_left = -1;	/* -1: never fail */
-static long live_nodes;
-
-static void *t_alloc(void *ctx, size_t size)
-{
-	(void)ctx;
-	if (allocs_left == 0)
-		return NULL;
-	if (allocs_left > 0)
-		allocs_left--;
-	live_nodes++;
-	return malloc(size);
-}
-
-static void t_free(void *ctx, void *p, size_t size)
-{
-	(void)ctx;
-	(void)size;
-	live_nodes--;
-	free(p);
-}
-
-static const struct node_alloc alloc = { t_alloc, t_free, NULL };
 
 struct model {
 	unsigned int count[NPAGES];
@@ -167,7 +144,7 @@ static void test_random_against_model(void **state)
 	(void)state;
 	srand(12345);
 	memset(&m, 0, sizeof(m));
-	range_map_init(&map, &alloc);
+	range_map_init(&map, &test_alloc);
 	for (int round = 0; round < 60000; round++) {
 		size_t a = (size_t)rand() % NPAGES, b = a + 1 + (size_t)rand() % (NPAGES - a);
 		bool covered = true;
@@ -176,7 +153,7 @@ static void test_random_against_model(void **state)
 
 		for (size_t p = a; p < b; p++)
 			covered &= m.count[p] > 0;
-		allocs_left = rand() % 8 == 0 ? rand() % 4 : -1;
+		test_alloc_budget = rand() % 8 == 0 ? rand() % 4 : -1;
 		if (rand() % 2 || !covered) {
 			struct seg_list segs;
 
@@ -208,11 +185,11 @@ static void test_random_against_model(void **state)
 				}
 			}
 		}
-		allocs_left = -1;
+		test_alloc_budget = -1;
 		check_equal(&map, &m);
 	}
 	range_map_clear(&map);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 /* After a successful add, the inverse sub cannot fail even with no memory at all. */
@@ -223,19 +200,19 @@ static void test_rollback_never_allocates(void **state)
 	struct seg_list got = { .n = 0 };
 
 	(void)state;
-	range_map_init(&map, &alloc);
+	range_map_init(&map, &test_alloc);
 	seg[0] = (struct range_seg){ ADDR(0), ADDR(10), RANGE_MARK_DONTFORK };
 	assert_int_equal(range_map_add(&map, ADDR(0), ADDR(10), seg, 1), 0);
 	/* [2,5) over a count-1 interval: both ends split, then merge back on add. */
 	assert_int_equal(range_map_add(&map, ADDR(2), ADDR(5), NULL, 0), 0);
 	assert_int_equal(range_map_sub(&map, ADDR(2), ADDR(5), NULL, NULL), 0);
-	allocs_left = 0;
+	test_alloc_budget = 0;
 	assert_int_equal(range_map_add(&map, ADDR(12), ADDR(13), seg, 0), -EINVAL);
 	assert_int_equal(range_map_sub(&map, ADDR(3), ADDR(4), collect, &got), 0);
 	assert_int_equal(got.n, 1);
 	assert_int_equal(got.s[0].start, ADDR(3));
 	assert_int_equal(got.s[0].end, ADDR(4));
-	allocs_left = -1;
+	test_alloc_budget = -1;
 	range_map_clear(&map);
 }
 
@@ -246,7 +223,7 @@ static void test_bad_tiles_and_holes(void **state)
 	struct range_seg short_seg = { ADDR(0), ADDR(3), RANGE_MARK_DONTFORK };
 
 	(void)state;
-	range_map_init(&map, &alloc);
+	range_map_init(&map, &test_alloc);
 	assert_int_equal(range_map_add(&map, ADDR(0), ADDR(4), &short_seg, 1), -EINVAL);
 	assert_int_equal(range_map_add(&map, ADDR(0), ADDR(4), NULL, 0), -EINVAL);
 	assert_int_equal(range_map_add(&map, ADDR(4), ADDR(4), NULL, 0), -EINVAL);
@@ -266,7 +243,7 @@ static void test_many_ranges(void **state)
 	struct range_map map;
 
 	(void)state;
-	range_map_init(&map, &alloc);
+	range_map_init(&map, &test_alloc);
 	for (uintptr_t i = 0; i < N; i++) {
 		struct range_seg s = { BASE + 2 * i * PAGE, BASE + (2 * i + 1) * PAGE,
 				       RANGE_MARK_DONTFORK };

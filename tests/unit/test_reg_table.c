@@ -6,22 +6,6 @@
 #include "helpers.h"
 #include "reg_table.h"
 
-static int fail_alloc;
-
-static void *t_alloc(void *ctx, size_t size)
-{
-	(void)ctx;
-	return fail_alloc ? NULL : malloc(size);
-}
-
-static void t_free(void *ctx, void *p, size_t size)
-{
-	(void)ctx;
-	(void)size;
-	free(p);
-}
-
-static const struct node_alloc alloc = { t_alloc, t_free, NULL };
 
 static void test_exact_match_and_duplicates(void **state)
 {
@@ -29,7 +13,7 @@ static void test_exact_match_and_duplicates(void **state)
 	struct reg_extent a = { .start = 0x1000, .end = 0x3000 }, got;
 
 	(void)state;
-	reg_table_init(&t, &alloc);
+	reg_table_init(&t, &test_alloc);
 	assert_int_equal(reg_table_find(&t, 0x1100, 0x100, &got), -ENOENT);
 	assert_int_equal(reg_table_add(&t, 0x1100, 0x1f00, &a), 0);
 	assert_int_equal(reg_table_add(&t, 0x1100, 0x1f00, &a), 0);
@@ -51,10 +35,10 @@ static void test_enomem_changes_nothing(void **state)
 	struct reg_extent a = { .start = 0x1000, .end = 0x2000 }, got;
 
 	(void)state;
-	reg_table_init(&t, &alloc);
-	fail_alloc = 1;
+	reg_table_init(&t, &test_alloc);
+	test_alloc_budget = 0;
 	assert_int_equal(reg_table_add(&t, 0x1000, 10, &a), -ENOMEM);
-	fail_alloc = 0;
+	test_alloc_budget = -1;
 	assert_int_equal(t.nr_live, 0);
 	assert_int_equal(reg_table_find(&t, 0x1000, 10, &got), -ENOENT);
 	reg_table_clear(&t);
@@ -69,7 +53,7 @@ static void test_many_random(void **state)
 
 	(void)state;
 	srand(7);
-	reg_table_init(&t, &alloc);
+	reg_table_init(&t, &test_alloc);
 	for (int i = 0; i < N; i++)
 		addr[i] = (uintptr_t)(rand() % 500) * 0x1000 + 0x10000;
 	for (int round = 0; round < 20000; round++) {

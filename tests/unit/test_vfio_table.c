@@ -10,27 +10,6 @@
 #include "helpers.h"
 #include "vfio_table.h"
 
-static int fail_alloc;
-static long live_nodes;
-
-static void *t_alloc(void *ctx, size_t size)
-{
-	(void)ctx;
-	if (fail_alloc)
-		return NULL;
-	live_nodes++;
-	return malloc(size);
-}
-
-static void t_free(void *ctx, void *p, size_t size)
-{
-	(void)ctx;
-	(void)size;
-	live_nodes--;
-	free(p);
-}
-
-static const struct node_alloc alloc = { t_alloc, t_free, NULL };
 
 #define C VFIO_TABLE_CONTAINER
 
@@ -62,7 +41,7 @@ static void test_find(void **state)
 	struct vfio_map m;
 
 	(void)state;
-	vfio_table_init(&t, &alloc);
+	vfio_table_init(&t, &test_alloc);
 	assert_int_equal(vfio_table_find(&t, 3, C, 0x1000, &m), -ENOENT);
 	insert(&t, 3, C, 0x10000, 0x3000, 0x7f0000001000);
 	insert(&t, 3, C, 0x20000, 0x1000, 0x7f0000001000);
@@ -83,7 +62,7 @@ static void test_find(void **state)
 	assert_int_equal(vfio_table_find(&t, 5, C, 0x10000, &m), -ENOENT);
 	vfio_table_clear(&t);
 	assert_int_equal(vfio_table_count(&t), 0);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 /* An unmap takes what starts in its range, of its own container only. */
@@ -94,7 +73,7 @@ static void test_take_starting(void **state)
 	struct vfio_node *l;
 
 	(void)state;
-	vfio_table_init(&t, &alloc);
+	vfio_table_init(&t, &test_alloc);
 	insert(&t, 3, C, 0x2000, 0x1000, 0xa000);
 	insert(&t, 3, C, 0x4000, 0x2000, 0xa000);
 	insert(&t, 3, C, 0x8000, 0x1000, 0xb000);
@@ -122,7 +101,7 @@ static void test_take_starting(void **state)
 	vfio_table_free_list(&t, l);
 	assert_int_equal(vfio_table_count(&t), 2);
 	vfio_table_clear(&t);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 /* The top of the IOVA space: no wrap-around in range ends. */
@@ -134,7 +113,7 @@ static void test_top_of_space(void **state)
 	struct vfio_node *l;
 
 	(void)state;
-	vfio_table_init(&t, &alloc);
+	vfio_table_init(&t, &test_alloc);
 	insert(&t, 3, C, UINT64_MAX - 0xfff, 0x1000, 0x1000);
 	insert(&t, 3, C, 0, 0x1000, 0x1000);
 	assert_int_equal(vfio_table_find(&t, 3, C, UINT64_MAX, &m), 0);
@@ -143,7 +122,7 @@ static void test_top_of_space(void **state)
 	assert_list(l, 1, top);
 	vfio_table_free_list(&t, l);
 	vfio_table_clear(&t);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 /* A map accepted by the kernel over a record: the record was stale. */
@@ -155,7 +134,7 @@ static void test_stale_on_insert(void **state)
 	struct vfio_map m = { 0x2000, 0x2000, 0xc000 }, got;
 
 	(void)state;
-	vfio_table_init(&t, &alloc);
+	vfio_table_init(&t, &test_alloc);
 	insert(&t, 3, C, 0x1000, 0x2000, 0xa000);	/* overlaps the new one's start */
 	insert(&t, 3, C, 0x3000, 0x1000, 0xb000);	/* inside it */
 	insert(&t, 3, C, 0x4000, 0x1000, 0xb000);	/* just after it: kept */
@@ -172,7 +151,7 @@ static void test_stale_on_insert(void **state)
 	assert_int_equal(vfio_table_find(&t, 3, C, 0x4000, &got), 0);
 	assert_int_equal(got.vaddr, 0xb000);
 	vfio_table_clear(&t);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 static void test_take_fd(void **state)
@@ -181,7 +160,7 @@ static void test_take_fd(void **state)
 	struct vfio_node *l;
 
 	(void)state;
-	vfio_table_init(&t, &alloc);
+	vfio_table_init(&t, &test_alloc);
 	insert(&t, 3, C, 0x1000, 0x1000, 0xa000);
 	insert(&t, 3, 1, 0x1000, 0x1000, 0xa000);
 	insert(&t, 3, 0, 0x5000, 0x1000, 0xa000);
@@ -195,7 +174,7 @@ static void test_take_fd(void **state)
 	assert_null(vfio_table_take_fd(&t, 3));
 	assert_int_equal(vfio_table_count(&t), 2);
 	vfio_table_clear(&t);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 static void test_enomem(void **state)
@@ -203,12 +182,12 @@ static void test_enomem(void **state)
 	struct vfio_table t;
 
 	(void)state;
-	vfio_table_init(&t, &alloc);
-	fail_alloc = 1;
+	vfio_table_init(&t, &test_alloc);
+	test_alloc_budget = 0;
 	assert_null(vfio_table_node_new(&t));
-	fail_alloc = 0;
+	test_alloc_budget = -1;
 	assert_int_equal(vfio_table_count(&t), 0);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 /* The child's table forgets the parent's nodes without touching them. */
@@ -219,13 +198,13 @@ static void test_forget(void **state)
 	(void)state;
 	struct vfio_node *parents;
 
-	vfio_table_init(&t, &alloc);
+	vfio_table_init(&t, &test_alloc);
 	parents = insert(&t, 3, C, 0x1000, 0x1000, 0xa000);
 	vfio_table_forget(&t);
 	assert_int_equal(vfio_table_count(&t), 0);
 	assert_null(vfio_table_take_fd(&t, 3));
-	assert_int_equal(live_nodes, 1);	/* the parent's node, not freed by forget */
-	t_free(NULL, parents, 0);		/* in a real child it goes with the arena */
+	assert_int_equal(test_alloc_live, 1);	/* the parent's node, not freed by forget */
+	test_alloc.free(NULL, parents, 0);		/* in a real child it goes with the arena */
 }
 
 /* Random maps (non-overlapping per space, as the kernel guarantees) and
@@ -240,7 +219,7 @@ static void test_random_against_model(void **state)
 
 	(void)state;
 	memset(model, 0, sizeof(model));
-	vfio_table_init(&t, &alloc);
+	vfio_table_init(&t, &test_alloc);
 	for (int round = 0; round < 20000; round++) {
 		int sp = rand_r(&seed) % SPACES, s = rand_r(&seed) % SLOTS;
 		int fd = 10 + sp;
@@ -295,7 +274,7 @@ static void test_random_against_model(void **state)
 		vfio_table_free_list(&t, l);
 	}
 	assert_int_equal(vfio_table_count(&t), 0);
-	assert_int_equal(live_nodes, 0);
+	assert_int_equal(test_alloc_live, 0);
 }
 
 int main(void)
