@@ -14,6 +14,7 @@
  * With the gate closed, prepare also takes the registry lock and copies the
  * partially registered pages (edge_pages.h) for the child.
  */
+#include <errno.h>
 #include <pthread.h>
 
 #include "fork.h"
@@ -39,6 +40,10 @@ static struct {
 };
 static _Thread_local unsigned int guard_depth;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+/* Consumers' child resets; written under gate.lock, read in the child. */
+static void (*child_resets[FORK_MAX_CHILD_RESETS])(void);
+static unsigned int nr_child_resets;
 
 static void prepare(void)
 {
@@ -74,6 +79,8 @@ static void child(void)
 	guard_depth = 0;
 	registry_reset_in_child();
 	registry_unlock();
+	for (unsigned int i = 0; i < nr_child_resets; i++)
+		child_resets[i]();
 	pthread_mutex_unlock(&gate.lock);
 }
 
@@ -85,6 +92,20 @@ static void do_fork_init(void)
 void fork_init(void)
 {
 	pthread_once(&fork_once, do_fork_init);
+}
+
+int fork_on_child(void (*reset)(void))
+{
+	int ret = 0;
+
+	fork_init();
+	pthread_mutex_lock(&gate.lock);
+	if (nr_child_resets < FORK_MAX_CHILD_RESETS)
+		child_resets[nr_child_resets++] = reset;
+	else
+		ret = -ENOSPC;
+	pthread_mutex_unlock(&gate.lock);
+	return ret;
 }
 
 void fork_guard_enter(void)

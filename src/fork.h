@@ -10,6 +10,14 @@
 /* Register the atfork handlers; idempotent. */
 void fork_init(void);
 void fork_guard_enter(void);
+/*
+ * Have @reset run in every forked child, after the registry's own reset:
+ * each consumer (verbs, VFIO, the shim) drops the registrations it tracks,
+ * since the child owns none.  The fork guard is free when it runs.  At most
+ * FORK_MAX_CHILD_RESETS; returns 0 or -ENOSPC.
+ */
+#define FORK_MAX_CHILD_RESETS 8
+int fork_on_child(void (*reset)(void));
 void fork_guard_exit(void);
 
 #endif

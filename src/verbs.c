@@ -63,7 +63,7 @@ static void verbs_init_once(void)
 	arena_init(&vb.arena);
 	alloc = arena_node_alloc(&vb.arena);
 	mr_table_init(&vb.mrs, &alloc);
-	pthread_atfork(NULL, NULL, verbs_child);
+	fork_on_child(verbs_child);
 }
 
 static void verbs_init(void)

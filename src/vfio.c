@@ -74,7 +74,7 @@ static void vfio_init_once(void)
 	arena_init(&vf.arena);
 	alloc = arena_node_alloc(&vf.arena);
 	vfio_table_init(&vf.maps, &alloc);
-	pthread_atfork(NULL, NULL, vfio_child);
+	fork_on_child(vfio_child);
 }
 
 static void vfio_init(void)
