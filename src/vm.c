@@ -242,3 +242,98 @@ int vm_populate(uintptr_t start, uintptr_t end, bool write, size_t page_size)
 	}
 	return 0;
 }
+
+/* ===================================================================== *
+ * VMA budget (safepin_vma_budget): how close the process is to          *
+ * vm.max_map_count.  Public API; kept apart from the engine above.      *
+ * ===================================================================== */
+
+#include <safepin/safepin.h>
+
+#include "registry.h"
+
+/* Lines of @path (every VMA is one line of /proc/self/maps). No allocation. */
+static int budget_count_lines(const char *path, uint64_t *lines)
+{
+	char buf[4096];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	*lines = 0;
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = -errno;
+
+			close(fd);
+			return err;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			*lines += buf[i] == '\n';
+	}
+	close(fd);
+	return 0;
+}
+
+/* The decimal number in @path. */
+static int budget_read_u64(const char *path, uint64_t *out)
+{
+	char buf[32], *end;
+	unsigned long long v;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	do
+		n = read(fd, buf, sizeof(buf) - 1);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	close(fd);
+	buf[n] = '\0';
+	errno = 0;
+	v = strtoull(buf, &end, 10);
+	if (end == buf || errno || (*end && *end != '\n'))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int budget_fail(int ret)
+{
+	registry_count_failure();
+	errno = -ret;
+	return ret;
+}
+
+SAFEPIN_EXPORT int safepin_vma_budget(struct safepin_vma_budget *budget)
+{
+	struct safepin_vma_budget b = { .size = sizeof(b) };
+	size_t size;
+	int ret;
+
+	if (!budget || budget->size < offsetof(struct safepin_vma_budget, vma_limit) +
+					  sizeof(budget->vma_limit))
+		return budget_fail(-EINVAL);
+	ret = budget_read_u64("/proc/sys/vm/max_map_count", &b.vma_limit);
+	if (!ret)
+		ret = budget_count_lines("/proc/self/maps", &b.vma_count);
+	if (ret)
+		return budget_fail(ret);
+	b.vma_free = b.vma_count < b.vma_limit ? b.vma_limit - b.vma_count : 0;
+	size = budget->size < sizeof(b) ? budget->size : sizeof(b);
+	memcpy((char *)budget + sizeof(b.size), (char *)&b + sizeof(b.size),
+	       size - sizeof(b.size));
+	return 0;
+}

@@ -235,6 +235,45 @@ SAFEPIN_EXPORT int safepin_probe(struct safepin_kernel_info *info);
 
 /* ===== end of kernel probe ===== */
 
+/* ===================================================================== *
+ * VMA budget: how close the process is to vm.max_map_count.            *
+ * ===================================================================== */
+
+/**
+ * struct safepin_vma_budget - what safepin_vma_budget() found.
+ * @size: set by the caller to sizeof(struct safepin_vma_budget); fields
+ *	beyond it are not written (older callers keep working).
+ * @vma_count: VMAs the process maps now (lines of /proc/self/maps).
+ * @vma_limit: vm.max_map_count (/proc/sys/vm/max_map_count).
+ * @vma_free: @vma_limit - @vma_count, 0 when the process is at or over it.
+ *
+ * Marking a range splits its VMA where the range starts and ends inside
+ * it: a registration costs at most two VMAs, and none once its neighbours
+ * are marked too.  When the kernel cannot split a VMA any more, madvise()
+ * fails with ENOMEM and safepin_pin() (and the wrappers) fail with ENOMEM,
+ * changing nothing.  A process that registers many small disjoint ranges
+ * can watch @vma_free and stop (or raise the sysctl) before that happens.
+ * The counts are a snapshot: other threads may map and unmap meanwhile.
+ */
+struct safepin_vma_budget {
+	size_t size;
+	uint64_t vma_count;
+	uint64_t vma_limit;
+	uint64_t vma_free;
+};
+
+/**
+ * safepin_vma_budget() - read the VMA count of the process and its limit.
+ * @budget: ->size must be set; fields beyond it are not written.
+ *
+ * Return: 0, -EINVAL if @budget is NULL or ->size is smaller than
+ * offsetof(struct safepin_vma_budget, vma_limit) + sizeof(uint64_t), or
+ * the negative errno of reading /proc (e.g. -ENOENT without procfs).
+ */
+SAFEPIN_EXPORT int safepin_vma_budget(struct safepin_vma_budget *budget);
+
+/* ===== end of VMA budget ===== */
+
 #ifdef __cplusplus
 }
 #endif
