@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * Fault injection by link-time wrapping: the test executables link the
+ * static library with -Wl,--wrap=madvise,--wrap=mmap,... so every call the
+ * library's objects make to these functions goes through __wrap_*() here.
+ * Nothing in the library changes.  While armed, the wrappers number every
+ * fallible call; call #fail_at fails with a chosen errno and is recorded.
+ *
+ * fault_run() drives one operation of a scenario through every position:
+ * for k = 1, 2, ... a forked child (fresh registry and bookkeeping arena)
+ * sets the scenario up, makes call #k fail, and checks that the operation
+ * returned the injected errno and changed nothing (VmFlags of every VMA or
+ * of the test buffers, live registrations, pages marked), that the same
+ * operation then succeeds, and that undoing it restores the start state;
+ * until k passes the number of calls the operation makes.
+ */
+#ifndef SAFEPIN_TEST_FAULT_H
+#define SAFEPIN_TEST_FAULT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <safepin/safepin.h>
+
+#define PAGE 4096ul
+
+enum fault_kind {
+	FK_MADVISE,	/* detail: advice */
+	FK_MMAP,
+	FK_MALLOC,	/* malloc, calloc, realloc */
+	FK_OPEN,
+	FK_READ,
+	FK_IOCTL,	/* detail: request */
+	FK_DEVICE,	/* a fake provider's verbs call; detail: which */
+	FK_NR
+};
+
+/* The errno each kind fails with: distinct, so that pass-through shows. */
+int fault_errno(enum fault_kind k, long detail);
+const char *fault_desc(enum fault_kind k, long detail);
+
+/* Called by the wrappers (and fake devices): 0 to proceed, else the errno to fail with. */
+int fault_point(enum fault_kind k, long detail);
+
+/* ---- scenarios --------------------------------------------------------- */
+
+struct scenario {
+	const char *name;
+	/* Build the starting state (unarmed). */
+	void (*setup)(void);
+	/* The operation: 0 on success or the errno the caller saw. */
+	int (*op)(void);
+	/* Undo a successful op (unarmed). */
+	void (*undo)(void);
+	/* Failures the operation absorbs by design (see fault_run()). */
+	enum {
+		TOLERATE_NONE,
+		/* The op releases a registration: a failing unmark madvise
+		 * completes it and leaves the pages marked (the safe side). */
+		TOLERATE_UNMARK,
+		/* The op is a fork(): a failing snapshot mmap in the prepare
+		 * handler lets fork() go on (logged, counted in failures). */
+		TOLERATE_SNAPSHOT,
+	} tolerate;
+	/* Compare the VmFlags of the whole process, not only the buffers:
+	 * setup has already mapped the bookkeeping memory. */
+	bool whole_process;
+};
+
+/* Buffers the scenarios use; their marks are compared ('D', 'W', '.'). */
+extern char *fault_buf;
+#define FAULT_BUF_PAGES 16
+
+/* Run @s at every position. Returns the number of injected failures
+ * checked, or -1 after printing what diverged. */
+int fault_run(const struct scenario *s);
+
+/* Distinct (kind, detail) pairs failed so far, and a one-line summary. */
+void fault_summary(const char *prog);
+
+/* One character per page of [addr, addr + n pages). */
+void fault_marks(const void *addr, size_t n, char *out);
+
+#endif

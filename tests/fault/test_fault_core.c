@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * Every fallible call of safepin_pin() and safepin_unpin() -- open and read
+ * of /proc/self/smaps, realloc of the registry's temporary arrays, mmap of
+ * the bookkeeping arena, madvise with each advice (DONTFORK, WIPEONFORK,
+ * POPULATE_WRITE, POPULATE_READ, DOFORK, KEEPONFORK) -- fails in turn at
+ * every position (fault.h).  Also the fork prepare handler's snapshot mmap.
+ *
+ * The buffer: private [0,6) | shared [6,8) | private [8,12) | read-only
+ * private [12,16).  The pinned range, pages 1-9 with sub-page edges, makes
+ * two marked runs and three pre-faulted VMAs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "vm.h"
+
+#define R_ADDR (fault_buf + PAGE + 100)
+#define R_LEN (8 * PAGE)
+#define RO_ADDR (fault_buf + 11 * PAGE)	/* private rw page 11 + read-only 12-13 */
+#define RO_LEN (3 * PAGE)
+
+static int pin_r(void)
+{
+	return safepin_pin(R_ADDR, R_LEN, 0) ? errno : 0;
+}
+
+static int unpin_r(void)
+{
+	return safepin_unpin(R_ADDR, R_LEN) ? errno : 0;
+}
+
+static void must(int err, const char *what)
+{
+	if (err) {
+		fprintf(stderr, "setup: %s: %s\n", what, strerror(err));
+		_exit(1);
+	}
+}
+
+static void undo_pin_r(void)
+{
+	must(unpin_r(), "unpin");
+}
+
+static void redo_pin_r(void)
+{
+	must(pin_r(), "pin");
+}
+
+static void nothing(void)
+{
+}
+
+/* Registrations overlapping R on pages 0-1 and 9, and the arena mapped. */
+static void overlapping(void)
+{
+	must(safepin_pin(fault_buf, 2 * PAGE, 0) ? errno : 0, "pin 0-1");
+	must(safepin_pin(fault_buf + 9 * PAGE + 8, 8, 0) ? errno : 0, "pin 9");
+}
+
+static void zero_fill_overlapping(void)
+{
+	must(-safepin_set_policy(SAFEPIN_POLICY_ZERO_FILL), "policy");
+	overlapping();
+}
+
+static void fallback_overlapping(void)
+{
+	vm_force_populate_fallback(true);
+	overlapping();
+}
+
+static void overlapping_and_r(void)
+{
+	overlapping();
+	redo_pin_r();
+}
+
+static void zero_fill_overlapping_and_r(void)
+{
+	zero_fill_overlapping();
+	redo_pin_r();
+}
+
+static int pin_ro(void)
+{
+	return safepin_pin(RO_ADDR, RO_LEN, 0) ? errno : 0;
+}
+
+static void undo_pin_ro(void)
+{
+	must(safepin_unpin(RO_ADDR, RO_LEN) ? errno : 0, "unpin ro");
+}
+
+static int fork_op(void)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return errno;
+	if (pid == 0)
+		_exit(0);
+	waitpid(pid, &status, 0);
+	return 0;
+}
+
+static const struct scenario scenarios[] = {
+	{ "pin, fresh registry", nothing, pin_r, undo_pin_r, TOLERATE_NONE, false },
+	{ "pin over live registrations", overlapping, pin_r, undo_pin_r, TOLERATE_NONE, true },
+	{ "pin, zero-fill policy", zero_fill_overlapping, pin_r, undo_pin_r, TOLERATE_NONE, true },
+	{ "pin, pre-fault fallback", fallback_overlapping, pin_r, undo_pin_r, TOLERATE_NONE, true },
+	{ "pin, read-only private", overlapping, pin_ro, undo_pin_ro, TOLERATE_NONE, true },
+	{ "unpin", overlapping_and_r, unpin_r, redo_pin_r, TOLERATE_UNMARK, true },
+	{ "unpin, zero-fill policy", zero_fill_overlapping_and_r, unpin_r, redo_pin_r,
+	  TOLERATE_UNMARK, true },
+	{ "fork with partial pages", overlapping_and_r, fork_op, nothing, TOLERATE_SNAPSHOT, true },
+};
+
+int main(void)
+{
+	int fails = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* Map the buffer (fault_run does it on first use) and lay it out. */
+	fault_buf = mmap(NULL, FAULT_BUF_PAGES * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (fault_buf == MAP_FAILED ||
+	    mmap(fault_buf + 6 * PAGE, 2 * PAGE, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED ||
+	    mprotect(fault_buf + 12 * PAGE, 4 * PAGE, PROT_READ))
+		return 1;
+	for (size_t i = 0; i < 12 * PAGE; i++)
+		fault_buf[i] = (char)i;
+	/* The library initialises (and probes MADV_POPULATE_WRITE) once, here. */
+	if (safepin_pin(fault_buf, PAGE, 0) || safepin_unpin(fault_buf, PAGE))
+		return 1;
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+		fails += fault_run(&scenarios[i]) < 0;
+	fault_summary("test_fault_core");
+	return fails ? 1 : 0;
+}
