@@ -181,12 +181,38 @@ static int describe_range(uintptr_t addr, size_t len, struct vma_list *l,
 
 /* --- step 2: what each 0->1 run needs --------------------------------- */
 
-static enum range_mark mark_for(const struct vma_info *v)
+/*
+ * Two marks that never reach the page map.  The cheap VMA sources do not
+ * show VmFlags: whether the application marked a private VMA DONTFORK or
+ * WIPEONFORK itself (invariant 7) needs smaps, which costs a page table walk
+ * of every VMA before the range.  MARK_NEED_VMFLAGS asks for it.  MARK_PROBE
+ * avoids it where the answer can be read off the madvise() we make anyway:
+ * a 0->1 run that covers only part of a private VMA, policy DONTFORK.  If
+ * the VMA was not DONTFORK, MADV_DONTFORK splits it, so the VMA found at the
+ * run afterwards no longer covers the old one; if it already was, madvise
+ * changes nothing (the kernel returns early when the flags are unchanged),
+ * so the VMA found afterwards covers the old one (it may have grown by a
+ * merge with a neighbour this call marked).  See resolve_probe().
+ */
+#define MARK_PROBE ((enum range_mark)(RANGE_MARK_WIPEONFORK + 1))
+#define MARK_NEED_VMFLAGS ((enum range_mark)(RANGE_MARK_WIPEONFORK + 2))
+
+static enum range_mark mark_for(const struct vma_info *v, uintptr_t start, uintptr_t end)
 {
 	if (reg.unprotected || reg.policy == SAFEPIN_POLICY_KERNEL_COPY)
 		return RANGE_MARK_NONE;
 	/* Shared memory is never copied on write: hiding it only hurts. */
-	if (v->flags & (VMA_SHARED | VMA_IO))
+	if (v->flags & VMA_SHARED)
+		return RANGE_MARK_NONE;
+	if (!(v->flags & VMA_VMFLAGS)) {
+		/* Writable private anonymous or hugetlb memory: never VM_IO. */
+		if (reg.policy == SAFEPIN_POLICY_DONTFORK && (v->flags & VMA_WRITE) &&
+		    (!(v->flags & VMA_FILE) || (v->flags & VMA_HUGETLB)) &&
+		    (start > v->start || end < v->end))
+			return MARK_PROBE;
+		return MARK_NEED_VMFLAGS;
+	}
+	if (v->flags & VMA_IO)
 		return RANGE_MARK_NONE;
 	/* The application's own marking: not ours to add or remove. */
 	if (v->flags & VMA_DONTFORK)
@@ -196,17 +222,57 @@ static enum range_mark mark_for(const struct vma_info *v)
 	return RANGE_MARK_DONTFORK;
 }
 
+/* Read VmFlags (smaps) for the VMAs of @l that lack them. */
+static int fill_vmflags(void *ctx, const struct vma_info *vma)
+{
+	struct vma_list *l = ctx;
+
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->v[i].start == vma->start && l->v[i].end == vma->end) {
+			l->v[i] = *vma;
+			break;
+		}
+	}
+	return 0;
+}
+
+static int learn_vmflags(struct vma_list *l)
+{
+	int ret;
+
+	if (!l->n)
+		return 0;
+	ret = vm_for_each_vma_smaps(l->v[0].start, l->v[l->n - 1].end, fill_vmflags, l);
+	/* A VMA smaps did not show as we saw it changed under us (a race with
+	 * the application's own mmap/munmap): take it as carrying no flag. */
+	for (size_t i = 0; i < l->n; i++)
+		l->v[i].flags |= VMA_VMFLAGS;
+	return ret;
+}
+
+/* A file mapping whose VM_IO / VM_PFNMAP was not looked up (hugetlb never is). */
+static bool io_unknown(const struct vma_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if ((l->v[i].flags & (VMA_VMFLAGS | VMA_FILE | VMA_HUGETLB)) == VMA_FILE)
+			return true;
+	return false;
+}
+
 struct seg_builder {
 	const struct vma_list *vmas;
 	size_t vi;
 	struct range_seg *s;
 	size_t n, cap;
+	bool need_vmflags;
 };
 
 static int push_seg(struct seg_builder *b, uintptr_t start, uintptr_t end,
 		    enum range_mark mark)
 {
-	if (b->n && b->s[b->n - 1].end == start && b->s[b->n - 1].mark == mark) {
+	/* A probed run stays alone: it is checked against its own VMA. */
+	if (b->n && b->s[b->n - 1].end == start && b->s[b->n - 1].mark == mark &&
+	    mark != MARK_PROBE) {
 		b->s[b->n - 1].end = end;
 		return 0;
 	}
@@ -231,6 +297,7 @@ static int split_gap(void *ctx, const struct range_seg *gap)
 
 	while (pos < gap->end) {
 		const struct vma_info *v = &b->vmas->v[b->vi];
+		enum range_mark mark;
 		uintptr_t end;
 		int ret;
 
@@ -239,7 +306,10 @@ static int split_gap(void *ctx, const struct range_seg *gap)
 			continue;
 		}
 		end = v->end < gap->end ? v->end : gap->end;
-		ret = push_seg(b, pos, end, mark_for(v));
+		mark = mark_for(v, pos, end);
+		if (mark == MARK_NEED_VMFLAGS)
+			b->need_vmflags = true;
+		ret = push_seg(b, pos, end, mark);
 		if (ret)
 			return ret;
 		pos = end;
@@ -350,14 +420,99 @@ static void drop_locked(uintptr_t addr, size_t len, const struct reg_extent *ext
 	reg_table_del(&reg.regs, addr, len, ext);
 }
 
-static int count_and_mark_locked(uintptr_t addr, size_t len, const struct vma_list *vmas,
+/* The VMA of @l holding @addr. */
+static const struct vma_info *vma_of(const struct vma_list *l, uintptr_t addr)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].start <= addr && addr < l->v[i].end)
+			return &l->v[i];
+	return NULL;
+}
+
+/*
+ * After MADV_DONTFORK on a MARK_PROBE run: was the VMA already DONTFORK
+ * (the application's mark: count only) or did we mark it?  Unsure means
+ * ours: unmarking later at worst clears a mark the application set, while
+ * the reverse would leave a registered page unprotected.
+ */
+static enum range_mark resolve_probe(const struct vma_list *vmas, const struct range_seg *seg)
+{
+	const struct vma_info *was = vma_of(vmas, seg->start);
+	struct vma_info now;
+
+	if (was && !vm_vma_at(seg->start, &now) && now.start <= was->start &&
+	    now.end >= was->end)
+		return RANGE_MARK_NONE;
+	return RANGE_MARK_DONTFORK;
+}
+
+static enum range_mark advice_mark(enum range_mark mark)
+{
+	return mark == MARK_PROBE ? RANGE_MARK_DONTFORK : mark;
+}
+
+/*
+ * One madvise() per maximal run of segments needing the same advice;
+ * resolves the probed segments.  On failure the segments marked so far are
+ * unmarked again and the error returned.
+ */
+static int mark_segs(struct seg_builder *b, const struct vma_list *vmas)
+{
+	size_t i = 0, j, k;
+	int ret = 0;
+
+	while (i < b->n) {
+		struct range_seg run = b->s[i];
+
+		if (run.mark == RANGE_MARK_NONE) {
+			i++;
+			continue;
+		}
+		run.mark = advice_mark(run.mark);
+		for (j = i + 1; j < b->n && b->s[j].start == b->s[j - 1].end &&
+		     advice_mark(b->s[j].mark) == run.mark; j++)
+			;
+		run.end = b->s[j - 1].end;
+		reg.madvise_calls++;
+		ret = vm_madvise(run.start, run.end, advice_of(run.mark, true));
+		if (ret) {
+			sp_log(SP_LOG_ERROR, "madvise(%#lx-%#lx, mark) failed: errno %d",
+			       (unsigned long)run.start, (unsigned long)run.end, -ret);
+			break;
+		}
+		for (k = i; k < j; k++) {
+			if (b->s[k].mark == MARK_PROBE)
+				b->s[k].mark = resolve_probe(vmas, &b->s[k]);
+			if (b->s[k].mark != RANGE_MARK_NONE)
+				reg.pages_marked += base_pages(b->s[k].start, b->s[k].end);
+		}
+		i = j;
+	}
+	if (ret)
+		for (k = 0; k < i; k++)
+			apply_mark(&b->s[k], false);
+	return ret;
+}
+
+static int count_and_mark_locked(uintptr_t addr, size_t len, struct vma_list *vmas,
 				 const struct reg_extent *ext)
 {
 	struct seg_builder b = { .vmas = vmas };
-	size_t marked;
 	int ret;
 
 	ret = range_map_gaps(&reg.pages, ext->start, ext->end, split_gap, &b);
+	/*
+	 * A 0->1 run no probe can decide, or a file mapping to pre-fault that
+	 * may be VM_IO / VM_PFNMAP (no pages to fault in; only smaps says):
+	 * read smaps, once, and redo.
+	 */
+	if (!ret && (b.need_vmflags || (!reg.unprotected && io_unknown(vmas)))) {
+		ret = learn_vmflags(vmas);
+		b.n = 0;
+		b.vi = 0;
+		if (!ret)
+			ret = range_map_gaps(&reg.pages, ext->start, ext->end, split_gap, &b);
+	}
 	if (ret)
 		goto out;
 	ret = reg_table_add(&reg.regs, addr, len, ext);
@@ -368,22 +523,14 @@ static int count_and_mark_locked(uintptr_t addr, size_t len, const struct vma_li
 		reg_table_del(&reg.regs, addr, len, ext);
 		goto out;
 	}
-	ret = range_map_add(&reg.pages, ext->start, ext->end, b.s, b.n);
-	if (ret) {
-		edges_sub(ext);
-		reg_table_del(&reg.regs, addr, len, ext);
-		goto out;
-	}
-	for (marked = 0; marked < b.n; marked++) {
-		ret = apply_mark(&b.s[marked], true);
-		if (ret)
-			break;
+	ret = mark_segs(&b, vmas);
+	if (!ret) {
+		ret = range_map_add(&reg.pages, ext->start, ext->end, b.s, b.n);
+		if (ret)	/* out of memory: unmark what mark_segs() marked */
+			for (size_t k = 0; k < b.n; k++)
+				apply_mark(&b.s[k], false);
 	}
 	if (ret) {
-		while (marked--)
-			apply_mark(&b.s[marked], false);
-		/* Nothing is marked now: take the counts back without unmarking. */
-		range_map_sub(&reg.pages, ext->start, ext->end, NULL, NULL);
 		edges_sub(ext);
 		reg_table_del(&reg.regs, addr, len, ext);
 	}

@@ -4,7 +4,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "vm.h"
@@ -25,51 +27,277 @@ size_t vm_base_page_size(void)
 	return page_size;
 }
 
-/* --- /proc/self/smaps ------------------------------------------------- */
+/* --- PROCMAP_QUERY (Linux 6.11+) ---------------------------------------- */
 
 /*
- * smaps is parsed as a stream through a fixed buffer: no allocation, so the
- * registry can call this with its lock held.  Only the header line, the
- * KernelPageSize line and the VmFlags line of each VMA matter.
+ * From the kernel's include/uapi/linux/fs.h; Debian bookworm's headers
+ * predate it.  The kernel accepts any size >= its first version's 104 bytes.
  */
-struct smaps_parser {
-	uintptr_t start, end;	/* the window the caller asked about */
-	vma_fn fn;
-	void *ctx;
-	struct vma_info cur;
-	bool have_cur;
-	int ret;
+struct procmap_query {
+	uint64_t size;
+	uint64_t query_flags;		/* in */
+	uint64_t query_addr;		/* in */
+	uint64_t vma_start;		/* out */
+	uint64_t vma_end;		/* out */
+	uint64_t vma_flags;		/* out */
+	uint64_t vma_page_size;		/* out */
+	uint64_t vma_offset;		/* out */
+	uint64_t inode;			/* out */
+	uint32_t dev_major;		/* out */
+	uint32_t dev_minor;		/* out */
+	uint32_t vma_name_size;		/* in/out */
+	uint32_t build_id_size;		/* in/out */
+	uint64_t vma_name_addr;		/* in */
+	uint64_t build_id_addr;		/* in */
 };
+_Static_assert(sizeof(struct procmap_query) == 104, "struct procmap_query layout");
 
-static bool parse_hex(const char **p, uintptr_t *out)
+#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+#define PROCMAP_QUERY_VMA_READABLE		0x01
+#define PROCMAP_QUERY_VMA_WRITABLE		0x02
+#define PROCMAP_QUERY_VMA_EXECUTABLE		0x04
+#define PROCMAP_QUERY_VMA_SHARED		0x08
+#define PROCMAP_QUERY_COVERING_OR_NEXT_VMA	0x10
+
+static enum vm_source forced_source;
+
+/*
+ * One /proc/self/maps descriptor for the ioctl, kept open (O_CLOEXEC).  It
+ * names the mm of the process that opened it, so a child (forked, or a raw
+ * clone() that ran no atfork handler) must not use its parent's: the pid is
+ * compared on every use and the file reopened on a change.  If the
+ * application closed it behind our back the ioctl fails (EBADF, or ENOTTY on
+ * whatever reused the number) and the file is reopened once.
+ */
+static struct {
+	pthread_mutex_t lock;
+	int fd;
+	pid_t pid;
+	int supported;		/* 1 yes, -1 no, 0 not probed yet */
+} pmq = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+
+/*
+ * A descriptor the library keeps must not take the lowest free number: an
+ * application that closed a descriptor and still uses the number (a bug,
+ * but one tests exercise on purpose) would reach our file instead of
+ * getting EBADF.  Move it near the top of RLIMIT_NOFILE.
+ */
+static int fd_out_of_the_way(int fd)
 {
-	char *end;
-	unsigned long long v;
+	struct rlimit rl;
+	int high;
 
-	errno = 0;
-	v = strtoull(*p, &end, 16);
-	if (end == *p || errno)
-		return false;
-	*p = end;
-	*out = (uintptr_t)v;
-	return true;
+	if (fd < 0 || getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < 256)
+		return fd;
+	high = fcntl(fd, F_DUPFD_CLOEXEC,
+		     (int)((rl.rlim_cur > 65536 ? 65536 : rl.rlim_cur) - 64));
+	if (high < 0)
+		return fd;
+	close(fd);
+	return high;
 }
 
-/* "start-end perms offset dev inode path": returns false if not a header. */
-static bool parse_header(const char *line, struct vma_info *v)
+static int pmq_fd(bool reopen)
+{
+	pid_t pid = getpid();
+	int fd;
+
+	pthread_mutex_lock(&pmq.lock);
+	if (pmq.fd >= 0 && (reopen || pmq.pid != pid)) {
+		if (pmq.pid == pid)
+			close(pmq.fd);	/* a child's copy is closed by it as well: fine */
+		pmq.fd = -1;
+	}
+	if (pmq.fd < 0) {
+		pmq.fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+		pmq.pid = pid;
+		pmq.fd = fd_out_of_the_way(pmq.fd);
+	}
+	fd = pmq.fd;
+	pthread_mutex_unlock(&pmq.lock);
+	return fd;
+}
+
+static void vma_from_query(const struct procmap_query *q, struct vma_info *v)
+{
+	v->start = (uintptr_t)q->vma_start;
+	v->end = (uintptr_t)q->vma_end;
+	v->flags = 0;
+	if (q->vma_flags & PROCMAP_QUERY_VMA_READABLE)
+		v->flags |= VMA_READ;
+	if (q->vma_flags & PROCMAP_QUERY_VMA_WRITABLE)
+		v->flags |= VMA_WRITE;
+	if (q->vma_flags & PROCMAP_QUERY_VMA_EXECUTABLE)
+		v->flags |= VMA_EXEC;
+	if (q->vma_flags & PROCMAP_QUERY_VMA_SHARED)
+		v->flags |= VMA_SHARED;
+	if (q->inode)
+		v->flags |= VMA_FILE;
+	v->page_size = (size_t)q->vma_page_size;
+	if (!v->page_size)
+		v->page_size = vm_base_page_size();
+	/* vma_kernel_pagesize(): larger than a base page only on hugetlb. */
+	if (v->page_size > vm_base_page_size())
+		v->flags |= VMA_HUGETLB;
+}
+
+/*
+ * The VMA containing @addr, or with @next the first one ending above it.
+ * Return 0, -ENOENT (none), -ENOTTY (no PROCMAP_QUERY here), or -errno.
+ */
+static int pmq_query(uintptr_t addr, bool next, struct vma_info *v)
+{
+	struct procmap_query q;
+	bool retried = false;
+	int fd, err;
+
+	for (;;) {
+		fd = pmq_fd(retried);
+		if (fd < 0)
+			return -errno;
+		q = (struct procmap_query){
+			.size = sizeof(q),
+			.query_flags = next ? PROCMAP_QUERY_COVERING_OR_NEXT_VMA : 0,
+			.query_addr = addr,
+		};
+		if (ioctl(fd, PROCMAP_QUERY, &q) == 0)
+			break;
+		err = errno;
+		if (err == ENOENT)
+			return -ENOENT;
+		if (!retried && (err == EBADF || err == ENOTTY || err == EINVAL) &&
+		    pmq.supported > 0) {
+			retried = true;	/* our descriptor was closed or reused */
+			continue;
+		}
+		if (err == ENOTTY || err == EINVAL) {
+			if (!pmq.supported)
+				pmq.supported = -1;	/* before 6.11: parse maps */
+			return -ENOTTY;
+		}
+		return -err;
+	}
+	pmq.supported = 1;
+	vma_from_query(&q, v);
+	return 0;
+}
+
+bool vm_has_procmap_query(void)
+{
+	struct vma_info v;
+
+	if (!pmq.supported)
+		pmq_query((uintptr_t)&v, false, &v);	/* our stack: always mapped */
+	return pmq.supported > 0;
+}
+
+void vm_force_source(enum vm_source source)
+{
+	forced_source = source;
+}
+
+static bool use_pmq(void)
+{
+	return forced_source == VM_SOURCE_AUTO && vm_has_procmap_query();
+}
+
+/* --- /proc/self/maps and /proc/self/smaps: a cheap line parser --------- */
+
+/*
+ * Both files are streamed through a fixed buffer: no allocation, so the
+ * registry can read them with its lock held.  A line handler returns false
+ * to stop reading (VMAs come in address order: past the window, stop).
+ */
+typedef bool (*line_fn)(void *ctx, char *line, char *eol);
+
+static int read_lines(const char *path, line_fn fn, void *ctx)
+{
+	char buf[8192];
+	size_t fill = 0;
+	int fd, ret = 0;
+	bool more = true;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (more) {
+		ssize_t n = read(fd, buf + fill, sizeof(buf) - fill);
+		char *line = buf, *nl, *lim;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		fill += (size_t)n;
+		lim = buf + fill;
+		while (more && (nl = memchr(line, '\n', (size_t)(lim - line)))) {
+			more = fn(ctx, line, nl);
+			line = nl + 1;
+		}
+		fill = (size_t)(lim - line);
+		if (fill == sizeof(buf))
+			fill = 0;	/* a line longer than the buffer (a path): drop it */
+		else if (fill && line != buf)
+			memmove(buf, line, fill);
+	}
+	close(fd);
+	return ret;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static const char *parse_hex(const char *p, const char *eol, uintptr_t *out)
+{
+	const char *s = p;
+	uintptr_t v = 0;
+	int d;
+
+	while (p < eol && (d = hexval(*p)) >= 0) {
+		v = v << 4 | (uintptr_t)d;
+		p++;
+	}
+	*out = v;
+	return p == s ? NULL : p;
+}
+
+static const char *skip_field(const char *p, const char *eol)
+{
+	while (p < eol && *p != ' ')
+		p++;
+	while (p < eol && *p == ' ')
+		p++;
+	return p;
+}
+
+/*
+ * "start-end perms offset dev inode   name": false if not a header.  Sets
+ * @name to the name (or @eol) for the callers that care.
+ */
+static bool parse_header(const char *line, const char *eol, struct vma_info *v,
+			 const char **name)
 {
 	const char *p = line;
-	unsigned long long inode;
-	char *end;
-	int field;
+	bool file = false;
 
-	if (!parse_hex(&p, &v->start) || *p++ != '-' || !parse_hex(&p, &v->end) || *p != ' ')
+	p = parse_hex(p, eol, &v->start);
+	if (!p || p >= eol || *p++ != '-')
 		return false;
-	p++;
+	p = parse_hex(p, eol, &v->end);
+	if (!p || eol - p < 6 || *p++ != ' ')
+		return false;
 	v->flags = 0;
 	v->page_size = vm_base_page_size();
-	if (strlen(p) < 4)
-		return false;
 	if (p[0] == 'r')
 		v->flags |= VMA_READ;
 	if (p[1] == 'w')
@@ -78,109 +306,209 @@ static bool parse_header(const char *line, struct vma_info *v)
 		v->flags |= VMA_EXEC;
 	if (p[3] == 's')
 		v->flags |= VMA_SHARED;
-	/* Skip perms, offset and dev to reach the inode. */
-	for (field = 0; field < 3; field++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return false;
-		p++;
-	}
-	inode = strtoull(p, &end, 10);
-	if (inode)
+	p = skip_field(p, eol);		/* perms */
+	p = skip_field(p, eol);		/* offset */
+	p = skip_field(p, eol);		/* dev */
+	for (; p < eol && *p >= '0' && *p <= '9'; p++)
+		if (*p != '0')
+			file = true;	/* inode != 0 */
+	if (file)
 		v->flags |= VMA_FILE;
+	while (p < eol && *p == ' ')
+		p++;
+	*name = p;
 	return true;
 }
 
-static void parse_vmflags(const char *p, struct vma_info *v)
-{
-	while (*p) {
-		const char *tok;
+struct vma_walk {
+	uintptr_t start, end;	/* the window */
+	vma_fn fn;
+	void *ctx;
+	int ret;
+	/* smaps */
+	struct vma_info cur;
+	bool have_cur;
+	/* maps: the window's VMAs, handed out only if no smaps is needed */
+	struct vma_info *buf;
+	size_t n, cap;
+	bool need_smaps;
+};
 
-		while (*p == ' ')
-			p++;
-		tok = p;
-		while (*p && *p != ' ')
-			p++;
-		if (p - tok != 2)
+static void walk_emit(struct vma_walk *w)
+{
+	if (!w->have_cur || w->ret)
+		return;
+	w->have_cur = false;
+	w->cur.flags |= VMA_VMFLAGS;
+	w->ret = w->fn(w->ctx, &w->cur);
+}
+
+static void parse_vmflags(const char *p, const char *eol, struct vma_info *v)
+{
+	/* Two-letter mnemonics separated by one space. */
+	for (; p + 1 < eol; p++) {
+		if (p[0] == ' ')
 			continue;
-		if (!strncmp(tok, "dc", 2))
+		switch ((p[0] << 8) | p[1]) {
+		case ('d' << 8) | 'c':
 			v->flags |= VMA_DONTFORK;
-		else if (!strncmp(tok, "wf", 2))
+			break;
+		case ('w' << 8) | 'f':
 			v->flags |= VMA_WIPEONFORK;
-		else if (!strncmp(tok, "ht", 2))
+			break;
+		case ('h' << 8) | 't':
 			v->flags |= VMA_HUGETLB;
-		else if (!strncmp(tok, "io", 2) || !strncmp(tok, "pf", 2))
+			break;
+		case ('i' << 8) | 'o':
+		case ('p' << 8) | 'f':
 			v->flags |= VMA_IO;
+			break;
+		default:
+			break;
+		}
+		p += 2;		/* the token and the space after it */
 	}
 }
 
-static void emit(struct smaps_parser *sp)
+static bool smaps_line(void *ctx, char *line, char *eol)
 {
-	if (!sp->have_cur || sp->ret)
-		return;
-	sp->have_cur = false;
-	if (sp->cur.end <= sp->start || sp->cur.start >= sp->end)
-		return;
-	sp->ret = sp->fn(sp->ctx, &sp->cur);
-}
-
-static void parse_line(struct smaps_parser *sp, const char *line)
-{
+	struct vma_walk *w = ctx;
 	struct vma_info v;
+	const char *name;
 
-	if (!strncmp(line, "KernelPageSize:", 15)) {
-		sp->cur.page_size = strtoull(line + 15, NULL, 10) * 1024;
-	} else if (!strncmp(line, "VmFlags:", 8)) {
-		parse_vmflags(line + 8, &sp->cur);
-		emit(sp);
-	} else if (line[0] >= '0' && line[0] <= 'f' && parse_header(line, &v)) {
-		emit(sp);	/* a kernel without VmFlags: emit what we have */
-		sp->cur = v;
-		sp->have_cur = true;
+	switch (line[0]) {
+	case 'K':
+		if (w->have_cur && eol - line > 15 && !memcmp(line, "KernelPageSize:", 15)) {
+			uintptr_t kb = 0;
+
+			for (const char *p = line + 15; p < eol; p++)
+				if (*p >= '0' && *p <= '9')
+					kb = kb * 10 + (uintptr_t)(*p - '0');
+			w->cur.page_size = kb * 1024;
+		}
+		return true;
+	case 'V':
+		if (w->have_cur && eol - line >= 8 && !memcmp(line, "VmFlags:", 8)) {
+			parse_vmflags(line + 8, eol, &w->cur);
+			walk_emit(w);
+		}
+		return !w->ret;
+	default:
+		if (hexval(line[0]) < 0 || !parse_header(line, eol, &v, &name))
+			return true;
+		walk_emit(w);	/* a kernel without VmFlags: emit what we have */
+		if (w->ret || v.start >= w->end)
+			return false;
+		if (v.end > w->start) {
+			w->cur = v;
+			w->have_cur = true;
+		}
+		return true;
 	}
+}
+
+int vm_for_each_vma_smaps(uintptr_t start, uintptr_t end, vma_fn fn, void *ctx)
+{
+	struct vma_walk w = { .start = start, .end = end, .fn = fn, .ctx = ctx };
+	int ret = read_lines("/proc/self/smaps", smaps_line, &w);
+
+	if (!ret)
+		walk_emit(&w);
+	return ret ? ret : w.ret;
+}
+
+static bool maps_line(void *ctx, char *line, char *eol)
+{
+	struct vma_walk *w = ctx;
+	struct vma_info v;
+	const char *name;
+
+	if (!parse_header(line, eol, &v, &name))
+		return true;
+	if (v.start >= w->end)
+		return false;
+	if (v.end <= w->start)
+		return true;
+	/*
+	 * maps shows no page size: a hugetlbfs file looks like any other file.
+	 * Anonymous VMAs (inode 0) are base pages, except the kernel's special
+	 * mappings ([vvar], [vdso], ...: VM_IO / VM_PFNMAP for some): smaps.
+	 */
+	if ((v.flags & VMA_FILE) || (eol - name >= 2 && name[0] == '[' && name[1] == 'v') ||
+	    w->n == w->cap) {
+		w->need_smaps = true;
+		return false;
+	}
+	w->buf[w->n++] = v;
+	return true;
+}
+
+static int for_each_vma_maps(uintptr_t start, uintptr_t end, vma_fn fn, void *ctx)
+{
+	struct vma_info buf[16];
+	struct vma_walk w = { .start = start, .end = end, .buf = buf, .cap = 16 };
+	int ret = read_lines("/proc/self/maps", maps_line, &w);
+
+	if (ret)
+		return ret;
+	if (w.need_smaps)
+		return vm_for_each_vma_smaps(start, end, fn, ctx);
+	for (size_t i = 0; i < w.n; i++) {
+		ret = fn(ctx, &buf[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 int vm_for_each_vma(uintptr_t start, uintptr_t end, vma_fn fn, void *ctx)
 {
-	struct smaps_parser sp = { .start = start, .end = end, .fn = fn, .ctx = ctx };
-	char buf[8192];
-	size_t fill = 0;
-	int fd;
+	uintptr_t addr = start;
+	struct vma_info v;
+	int ret;
 
-	fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	while (!sp.ret) {
-		ssize_t n = read(fd, buf + fill, sizeof(buf) - 1 - fill);
-		char *line, *nl;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			sp.ret = -errno;
+	if (forced_source == VM_SOURCE_SMAPS)
+		return vm_for_each_vma_smaps(start, end, fn, ctx);
+	if (!use_pmq())
+		return for_each_vma_maps(start, end, fn, ctx);
+	while (addr < end) {
+		ret = pmq_query(addr, true, &v);
+		if (ret == -ENOENT)
 			break;
-		}
-		if (n == 0)
+		if (ret == -ENOTTY && addr == start)
+			return for_each_vma_maps(start, end, fn, ctx);
+		if (ret)
+			return ret;
+		if (v.start >= end)
 			break;
-		fill += (size_t)n;
-		buf[fill] = '\0';
-		line = buf;
-		while (!sp.ret && (nl = strchr(line, '\n'))) {
-			*nl = '\0';
-			parse_line(&sp, line);
-			line = nl + 1;
-		}
-		fill -= (size_t)(line - buf);
-		memmove(buf, line, fill);
-		if (fill == sizeof(buf) - 1)
-			fill = 0;	/* a line longer than the buffer (a path): drop it */
-		/* VMAs are in address order: stop once past the window. */
-		if (sp.have_cur && sp.cur.start >= end)
-			break;
+		ret = fn(ctx, &v);
+		if (ret)
+			return ret;
+		addr = v.end;
 	}
-	emit(&sp);
-	close(fd);
-	return sp.ret;
+	return 0;
+}
+
+static int take_first(void *ctx, const struct vma_info *vma)
+{
+	*(struct vma_info *)ctx = *vma;
+	return 1;
+}
+
+int vm_vma_at(uintptr_t addr, struct vma_info *vma)
+{
+	int ret;
+
+	if (use_pmq()) {
+		ret = pmq_query(addr, false, vma);
+		if (ret != -ENOTTY)
+			return ret;
+	}
+	vma->start = vma->end = 0;
+	ret = vm_for_each_vma(addr, addr + 1, take_first, vma);
+	if (ret < 0)
+		return ret;
+	return ret == 1 && vma->start <= addr ? 0 : -ENOENT;
 }
 
 /* --- madvise and pre-fault ------------------------------------------- */

@@ -1,8 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
  * Everything the library asks of or tells the kernel about memory lives
- * here: madvise(), pre-faulting, and reading the VMA layout from
- * /proc/self/smaps.  The rest of the library deals in addresses and flags.
+ * here: madvise(), pre-faulting, and reading the VMA layout.  The rest of
+ * the library deals in addresses and flags.
+ *
+ * The VMA layout comes from the cheapest source that answers the question:
+ *  - ioctl(PROCMAP_QUERY) on /proc/self/maps (Linux 6.11+): one syscall per
+ *    VMA, no text; bounds, r/w/x/shared, page size, inode;
+ *  - else /proc/self/maps, parsed up to the end of the window (no page
+ *    table walk in the kernel);
+ *  - /proc/self/smaps only for what nothing else shows: VmFlags (dc, wf,
+ *    io/pf), and the page size of file-backed VMAs on kernels without
+ *    PROCMAP_QUERY (a hugetlbfs file looks like any file in maps).
  */
 #ifndef SAFEPIN_VM_H
 #define SAFEPIN_VM_H
@@ -21,6 +30,9 @@ enum {
 	VMA_WIPEONFORK	= 1u << 6,	/* VmFlags wf */
 	VMA_FILE	= 1u << 7,	/* backed by a file (not anonymous) */
 	VMA_IO		= 1u << 8,	/* VM_IO / VM_PFNMAP: no struct pages */
+	/* VMA_DONTFORK, VMA_WIPEONFORK and VMA_IO are known (smaps was read).
+	 * Without it those three bits are 0 and mean "not looked at". */
+	VMA_VMFLAGS	= 1u << 9,
 };
 
 struct vma_info {
@@ -34,11 +46,31 @@ typedef int (*vma_fn)(void *ctx, const struct vma_info *vma);
 size_t vm_base_page_size(void);
 
 /*
- * Call @fn, in address order, for every VMA intersecting [start, end).
- * Return: 0, @fn's first non-zero value, or a negative errno if smaps
- * could not be read.
+ * Call @fn, in address order, for every VMA intersecting [start, end), with
+ * bounds, VMA_READ/WRITE/EXEC/SHARED/FILE/HUGETLB and page_size; the VmFlags
+ * bits only where the source was smaps anyway (VMA_VMFLAGS set).  Cheap:
+ * PROCMAP_QUERY, else /proc/self/maps (smaps when the window holds a
+ * file-backed VMA, whose page size maps does not show).
+ * Return: 0, @fn's first non-zero value, or a negative errno.
  */
 int vm_for_each_vma(uintptr_t start, uintptr_t end, vma_fn fn, void *ctx);
+
+/* The same from /proc/self/smaps: every field, VmFlags included (slow). */
+int vm_for_each_vma_smaps(uintptr_t start, uintptr_t end, vma_fn fn, void *ctx);
+
+/* The VMA containing @addr (cheap source). Return 0, -ENOENT if unmapped, -errno. */
+int vm_vma_at(uintptr_t addr, struct vma_info *vma);
+
+/* Whether this kernel answers ioctl(PROCMAP_QUERY) (probed once). */
+bool vm_has_procmap_query(void);
+
+/* Test hook: which source vm_for_each_vma() and vm_vma_at() use. */
+enum vm_source {
+	VM_SOURCE_AUTO = 0,	/* PROCMAP_QUERY if the kernel has it, else maps */
+	VM_SOURCE_MAPS,		/* /proc/self/maps (+ smaps for file-backed VMAs) */
+	VM_SOURCE_SMAPS,	/* /proc/self/smaps for everything */
+};
+void vm_force_source(enum vm_source source);
 
 /* madvise(); returns 0 or -errno. */
 int vm_madvise(uintptr_t start, uintptr_t end, int advice);
