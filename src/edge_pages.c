@@ -104,8 +104,12 @@ size_t edge_snapshot_restore(const struct edge_snapshot *snap)
 {
 	const struct edge_run *runs = snap->mem;
 	size_t header = (snap->nr_runs * sizeof(*runs) + 63) & ~(size_t)63;
-	const char *data = (const char *)snap->mem + header;
+	const char *data;
 	size_t restored = 0;
+
+	if (!snap->nr_runs)
+		return 0;	/* nothing saved: snap->mem is NULL */
+	data = (const char *)snap->mem + header;
 
 	for (size_t i = 0; i < snap->nr_runs; i++) {
 		size_t len = runs[i].end - runs[i].start;
