@@ -22,6 +22,7 @@
 #include "config.h"
 #include "edge_pages.h"
 #include "log.h"
+#include "numa_place.h"
 #include "probe.h"
 #include "range_map.h"
 #include "reg_table.h"
@@ -542,18 +543,22 @@ out:
 /* --- step 4: pre-fault ------------------------------------------------- */
 
 static int prefault(const struct vma_list *vmas, const struct reg_extent *ext,
-		    uint64_t *faulted, uint64_t *cow_unbroken)
+		    const struct pin_placement *pl, uint64_t *faulted, uint64_t *cow_unbroken)
 {
 	for (size_t i = 0; i < vmas->n; i++) {
 		const struct vma_info *v = &vmas->v[i];
 		uintptr_t start = v->start > ext->start ? v->start : ext->start;
 		uintptr_t end = v->end < ext->end ? v->end : ext->end;
 		bool write = v->flags & VMA_WRITE;
+		struct numa_prefault pf;
 		int ret;
 
 		if (start >= end || (v->flags & VMA_IO))
 			continue;
-		ret = vm_populate(start, end, write, v->page_size);
+		ret = numa_prefault_begin(pl, &pf, start, end, v->page_size);
+		if (!ret)
+			ret = vm_populate(start, end, write, v->page_size);
+		numa_prefault_end(pl, &pf, start, end, v->page_size);
 		if (ret)
 			return ret;
 		*faulted += base_pages(start, end);
@@ -568,6 +573,11 @@ static int prefault(const struct vma_list *vmas, const struct reg_extent *ext,
 }
 
 int registry_pin(uintptr_t addr, size_t len)
+{
+	return registry_pin_placed(addr, len, NULL);
+}
+
+int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl)
 {
 	struct vma_list vmas = { 0 };
 	struct reg_extent ext;
@@ -585,7 +595,7 @@ int registry_pin(uintptr_t addr, size_t len)
 		goto out;
 
 	if (protect)
-		ret = prefault(&vmas, &ext, &faulted, &cow_unbroken);
+		ret = prefault(&vmas, &ext, pl, &faulted, &cow_unbroken);
 	registry_lock();
 	if (ret)
 		drop_locked(addr, len, &ext);

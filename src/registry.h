@@ -18,6 +18,9 @@ void registry_init(void);
 
 /* Callers hold the fork guard. Return 0 or -errno; nothing changes on error. */
 int registry_pin(uintptr_t addr, size_t len);
+/* The same with the pre-fault's pages placed on a NUMA node (numa_place.h; NULL: none). */
+struct pin_placement;
+int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl);
 int registry_unpin(uintptr_t addr, size_t len);
 
 int registry_set_policy(enum safepin_policy policy);

@@ -236,6 +236,201 @@ SAFEPIN_EXPORT int safepin_probe(struct safepin_kernel_info *info);
 /* ===== end of kernel probe ===== */
 
 /* ===================================================================== *
+ * NUMA placement and DMA buffers.                                       *
+ * ===================================================================== */
+
+/*
+ * A pre-fault decides where a buffer's pages live for as long as a device
+ * pins them.  Faulted on whichever CPU registers the buffer, they may sit
+ * on a node far from the device and cost bandwidth for the buffer's whole
+ * life.  The calls below place them on a chosen node, usually the device's:
+ *
+ *	struct safepin_pin_opts o = { .size = sizeof(o),
+ *		.numa_node = safepin_numa_node_of_pci("0000:3b:00.0") };
+ *	ret = safepin_pin_opts(buf, len, &o);    // then map it for DMA
+ *	...
+ *	safepin_unpin(buf, len);                  // as for safepin_pin()
+ *
+ * How pages are placed.  For the duration of the pre-fault only, the
+ * calling thread's memory policy is switched to MPOL_PREFERRED on the node
+ * and then restored exactly (mode, mode flags and nodemask); the range
+ * itself gets no mbind() policy, so its VMAs are neither split nor changed
+ * and the application's own policies are what they were afterwards.
+ * Consequences:
+ *  - pages the pre-fault creates (first touch, or the copy that breaks
+ *    copy-on-write) go to the node;
+ *  - a VMA with its own policy (mbind(), or a shmem/tmpfs shared policy)
+ *    keeps it, and the kernel places its new pages by that policy, not on
+ *    the node: they are counted in stats.pages_off_node and logged;
+ *  - when the node runs out of free memory (or free huge pages) the kernel
+ *    falls back to another node instead of failing or invoking the OOM
+ *    killer: counted in pages_off_node as well.  Check the counter (or
+ *    SAFEPIN_LOG=info) when placement matters;
+ *  - pages already present on another node are never moved silently: they
+ *    are counted in stats.pages_elsewhere and logged, and moved with
+ *    move_pages() before the call returns (so before the device pins
+ *    them) only with SAFEPIN_PIN_MIGRATE.  Pages the kernel cannot move
+ *    (shared with a forked child or another process, locked by a device
+ *    pin already) stay where they are: counted in pages_migrate_failed,
+ *    logged, and the registration still succeeds.
+ * Page counts are in base pages (a 2 MiB huge page counts 512).
+ *
+ * Kernels without NUMA support: node 0 is accepted (placement is a no-op),
+ * every other node gives -ENODEV.
+ */
+
+/** No NUMA placement: the kernel's usual first-touch placement. */
+#define SAFEPIN_NUMA_NODE_NONE (-1)
+
+/** safepin_pin_opts() flag: move pages already present on another node. */
+#define SAFEPIN_PIN_MIGRATE (1u << 0)
+
+/**
+ * struct safepin_pin_opts - options of safepin_pin_opts().
+ * @size: set to sizeof(struct safepin_pin_opts).  A caller built against
+ *	a newer header may pass a larger structure as long as the fields
+ *	this library does not know are zero (else -E2BIG).
+ * @numa_node: node the pre-faulted pages go to, or SAFEPIN_NUMA_NODE_NONE.
+ *	Any negative value other than -1 is -EINVAL, so the negative errno
+ *	of a failed safepin_numa_node_of_*() call stops the registration
+ *	instead of silently dropping the placement.
+ * @flags: 0 or SAFEPIN_PIN_MIGRATE (needs a node).
+ */
+struct safepin_pin_opts {
+	size_t size;
+	int numa_node;
+	unsigned int flags;
+};
+
+/**
+ * safepin_pin_opts() - safepin_pin() with options (NUMA placement).
+ * @opts: NULL for the behaviour of safepin_pin(addr, len, 0).
+ *
+ * Everything safepin_pin() says holds; in addition the pages go to
+ * @opts->numa_node as described above.  Release with safepin_unpin(@addr,
+ * @len).  (In C++, name the structure "struct safepin_pin_opts": the
+ * function hides the bare name.)
+ *
+ * Return: 0, or a negative errno with no page count, VMA flag or memory
+ * policy changed (the argument errors below are found before any page is
+ * looked at; pages SAFEPIN_PIN_MIGRATE moved before a later failure, e.g.
+ * -EFAULT, stay moved):
+ *  -EINVAL  as for safepin_pin(); @opts->size smaller than the first
+ *           version of the structure; unknown @flags; SAFEPIN_PIN_MIGRATE
+ *           without a node; @numa_node < -1 or larger than any node this
+ *           kernel can name (numa_max_possible_node());
+ *  -E2BIG   @opts->size larger than this library knows, with non-zero
+ *           bytes in the part it does not know;
+ *  -ENODEV  @numa_node is a valid number but not a node this process can
+ *           allocate on: not online, without memory (a memoryless, CPU-only
+ *           node), or outside its cpuset's mems_allowed;
+ *  other    as for safepin_pin(); or an errno of set_mempolicy().
+ */
+SAFEPIN_EXPORT int safepin_pin_opts(const void *addr, size_t len,
+				    const struct safepin_pin_opts *opts);
+
+/**
+ * safepin_numa_node_of_pci() - the NUMA node of a PCI device (VFIO users).
+ * @bdf: the device's address as in /sys/bus/pci/devices: "0000:3b:00.0"
+ *	(a bare "3b:00.0" means PCI domain 0).
+ *
+ * Return: the node (>= 0); SAFEPIN_NUMA_NODE_NONE (-1) when the device has
+ * no NUMA affinity (sysfs says -1, a single-node machine, no NUMA support);
+ * -EINVAL (errno EINVAL) for a malformed @bdf or NULL; -ENODEV (errno
+ * ENODEV) when there is no such device.  Errors are below -1, so the result
+ * can go straight into a numa_node field (see struct safepin_pin_opts).
+ * RDMA users: safepin_numa_node_of_ibv_device() in <safepin/verbs.h>.
+ */
+SAFEPIN_EXPORT int safepin_numa_node_of_pci(const char *bdf);
+
+/**
+ * struct safepin_numa_stats - NUMA counters (since the process, or the
+ * forked child, started), in base pages.
+ * @size: set to sizeof(struct safepin_numa_stats); fields beyond it are not
+ *	written.
+ * @placed_registrations: successful calls with a node (alloc included).
+ * @pages_elsewhere: pages found present on another node before the
+ *	pre-fault (migrated or not).
+ * @pages_migrated: of those, moved to the node (SAFEPIN_PIN_MIGRATE).
+ * @pages_migrate_failed: of those, SAFEPIN_PIN_MIGRATE could not move.
+ * @pages_off_node: pages not on the node when the pre-fault was done (VMA
+ *	policy, node out of memory, not migrated, migration failed).
+ */
+struct safepin_numa_stats {
+	size_t size;
+	uint64_t placed_registrations;
+	uint64_t pages_elsewhere;
+	uint64_t pages_migrated;
+	uint64_t pages_migrate_failed;
+	uint64_t pages_off_node;
+};
+
+/**
+ * safepin_get_numa_stats() - read the NUMA counters.
+ * Return: 0, or -EINVAL if @stats is NULL or ->size is too small.
+ */
+SAFEPIN_EXPORT int safepin_get_numa_stats(struct safepin_numa_stats *stats);
+
+/** safepin_alloc() flag: hugetlb pages (MAP_HUGETLB). */
+#define SAFEPIN_ALLOC_HUGETLB (1u << 0)
+/** safepin_alloc() flag: madvise(MADV_HUGEPAGE), for THP in "madvise" mode. */
+#define SAFEPIN_ALLOC_THP (1u << 1)
+
+/**
+ * struct safepin_alloc_opts - options of safepin_alloc().
+ * @size: set to sizeof(struct safepin_alloc_opts); larger sizes as for
+ *	struct safepin_pin_opts.
+ * @numa_node: node of the pages, or SAFEPIN_NUMA_NODE_NONE; same rules as
+ *	struct safepin_pin_opts (e.g. safepin_numa_node_of_pci()).
+ * @flags: 0, SAFEPIN_ALLOC_HUGETLB, SAFEPIN_ALLOC_THP.
+ * @huge_page_size: with SAFEPIN_ALLOC_HUGETLB, the huge page size in bytes
+ *	(a power of two the kernel supports, see safepin_probe()); 0 for the
+ *	default huge page size.  Must be 0 otherwise.
+ */
+struct safepin_alloc_opts {
+	size_t size;
+	int numa_node;
+	unsigned int flags;
+	size_t huge_page_size;
+};
+
+/**
+ * safepin_alloc() - allocate a DMA buffer: mapped, placed, pre-faulted and
+ * registered (as by safepin_pin_opts()) in one call.
+ * @len: bytes, > 0.  The mapping is rounded up to whole pages (whole huge
+ *	pages with SAFEPIN_ALLOC_HUGETLB).
+ * @opts: NULL for defaults (no node, base pages).
+ *
+ * The buffer is fresh private anonymous memory, zero-filled, aligned to its
+ * huge page size with SAFEPIN_ALLOC_HUGETLB, else to the transparent huge
+ * page size (2 MiB on x86) when @len is at least that big, so that THP can
+ * back it and no huge page straddles its ends; else to the base page.  It is
+ * registered as [ret, ret + @len): hand it to a device as soon as the call
+ * returns.  Its pages are on @opts->numa_node unless the node ran out of
+ * memory or huge pages (stats.pages_off_node, logged).
+ *
+ * Return: the buffer, or NULL with errno set: EINVAL (bad @len, @opts,
+ * flags or huge page size), E2BIG, ENODEV (as for safepin_pin_opts()),
+ * ENOMEM (mmap() failed: no free huge pages of that size, address space,
+ * vm.max_map_count), or an errno of the registration.  Nothing is left
+ * mapped or registered on failure.
+ */
+SAFEPIN_EXPORT void *safepin_alloc(size_t len, const struct safepin_alloc_opts *opts);
+
+/**
+ * safepin_free() - release and unmap a buffer from safepin_alloc().
+ * @p, @len: exactly as allocated.  Release the device's pin first.
+ *
+ * Return: 0, or a negative errno (also in errno), with nothing changed:
+ * -EINVAL for NULL, 0 or a @p that is not page aligned; -ENOENT when no
+ * live registration has exactly @p and @len (not from safepin_alloc(), or
+ * freed already).
+ */
+SAFEPIN_EXPORT int safepin_free(void *p, size_t len);
+
+/* ===== end of NUMA placement and DMA buffers ===== */
+
+/* ===================================================================== *
  * VMA budget: how close the process is to vm.max_map_count.            *
  * ===================================================================== */
 

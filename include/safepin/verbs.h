@@ -128,6 +128,31 @@ SAFEPIN_EXPORT int safepin_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd 
  */
 SAFEPIN_EXPORT int safepin_dereg_mr(struct ibv_mr *mr);
 
+/* ----- NUMA: the device's node (see "NUMA placement" in <safepin/safepin.h>) ----- */
+
+/**
+ * safepin_numa_node_of_ibv_device() - the NUMA node of an RDMA device.
+ * @device: from ibv_get_device_list(), or ibv_context->device.
+ *
+ * Reads /sys/class/infiniband/<name>/device/numa_node, the node of the
+ * device's PCI function.
+ *
+ * Return: the node (>= 0); SAFEPIN_NUMA_NODE_NONE (-1) when the device has
+ * no NUMA affinity: a soft device without a parent device (rxe on a virtual
+ * netdev, siw), sysfs saying -1, a kernel without NUMA; -EINVAL (errno
+ * EINVAL) for a NULL @device; -ENODEV (errno ENODEV) when sysfs does not
+ * know the device.  Errors are below -1, so the result can go straight into
+ * struct safepin_pin_opts.numa_node or struct safepin_alloc_opts.numa_node:
+ *
+ *	struct safepin_alloc_opts o = { .size = sizeof(o),
+ *		.numa_node = safepin_numa_node_of_ibv_device(ctx->device) };
+ *	void *buf = safepin_alloc(len, &o);   // then safepin_reg_mr(pd, buf, len, ...)
+ *
+ * (safepin_reg_mr() itself takes no node yet: register a buffer from
+ * safepin_alloc(), or pin it with safepin_pin_opts() first.)
+ */
+SAFEPIN_EXPORT int safepin_numa_node_of_ibv_device(struct ibv_device *device);
+
 #ifdef __cplusplus
 }
 #endif
