@@ -31,7 +31,7 @@ enum fault_kind {
 	FK_MALLOC,	/* malloc, calloc, realloc */
 	FK_OPEN,
 	FK_READ,
-	FK_IOCTL,	/* detail: request */
+	FK_IOCTL,	/* detail: request (PROCMAP_QUERY, VFIO, iommufd) */
 	FK_DEVICE,	/* a fake provider's verbs call; detail: which */
 	FK_NR
 };
@@ -42,6 +42,10 @@ const char *fault_desc(enum fault_kind k, long detail);
 
 /* Called by the wrappers (and fake devices): 0 to proceed, else the errno to fail with. */
 int fault_point(enum fault_kind k, long detail);
+
+/* A fake device: return true and set *@ret to handle the ioctl (after the
+ * failure point), false to pass it to the kernel. */
+extern int (*fault_ioctl_hook)(int fd, unsigned long req, void *arg, int *ret);
 
 /* ---- scenarios --------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * The VFIO type1 and iommufd wrappers under fault injection (fault.h).
- * ioctl() is wrapped too: on one descriptor (/dev/null, opened here) it
+ * On one descriptor (/dev/null, opened here) it
  * plays a container / iommufd that maps and unmaps, so the success paths
  * run on the host, and each VFIO_IOMMU_MAP_DMA / UNMAP_DMA / IOMMU_IOAS_MAP
  * / IOMMU_IOAS_UNMAP is a failure point next to every call of the engine.
@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vfio.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,58 +59,49 @@ static uint64_t fake_unmap(uint64_t iova, uint64_t size)
 	return done;
 }
 
-int __real_ioctl(int fd, unsigned long req, ...);
-int __wrap_ioctl(int fd, unsigned long req, ...);
-int __wrap_ioctl(int fd, unsigned long req, ...)
+/* The fake container / iommufd, behind fault.c's ioctl failure point. */
+static int fake_ioctl(int fd, unsigned long req, void *arg, int *ret)
 {
-	va_list ap;
-	void *arg;
 	int e;
 
-	va_start(ap, req);
-	arg = va_arg(ap, void *);
-	va_end(ap);
 	if (fd != fake_fd || fake_fd < 0)
-		return __real_ioctl(fd, req, arg);
-	e = fault_point(FK_IOCTL, (long)req);
-	if (!e) {
-		switch (req) {
-		case VFIO_IOMMU_MAP_DMA: {
-			struct vfio_iommu_type1_dma_map *m = arg;
-			uint64_t iova = m->iova;
+		return 0;
+	switch (req) {
+	case VFIO_IOMMU_MAP_DMA: {
+		struct vfio_iommu_type1_dma_map *m = arg;
+		uint64_t iova = m->iova;
 
-			e = fake_map(&iova, m->size, true);
-			break;
-		}
-		case VFIO_IOMMU_UNMAP_DMA: {
-			struct vfio_iommu_type1_dma_unmap *u = arg;
-
-			u->size = fake_unmap(u->iova, u->size);
-			break;
-		}
-		case IOMMU_IOAS_MAP: {
-			struct iommu_ioas_map *m = arg;
-			uint64_t iova = m->iova;
-
-			e = fake_map(&iova, m->length, m->flags & IOMMU_IOAS_MAP_FIXED_IOVA);
-			m->iova = iova;
-			break;
-		}
-		case IOMMU_IOAS_UNMAP: {
-			struct iommu_ioas_unmap *u = arg;
-
-			u->length = fake_unmap(u->iova, u->length);
-			break;
-		}
-		default:
-			e = ENOTTY;
-		}
+		e = fake_map(&iova, m->size, true);
+		break;
 	}
-	if (e) {
-		errno = e;
-		return -1;
+	case VFIO_IOMMU_UNMAP_DMA: {
+		struct vfio_iommu_type1_dma_unmap *u = arg;
+
+		u->size = fake_unmap(u->iova, u->size);
+		e = 0;
+		break;
 	}
-	return 0;
+	case IOMMU_IOAS_MAP: {
+		struct iommu_ioas_map *m = arg;
+		uint64_t iova = m->iova;
+
+		e = fake_map(&iova, m->length, m->flags & IOMMU_IOAS_MAP_FIXED_IOVA);
+		m->iova = iova;
+		break;
+	}
+	case IOMMU_IOAS_UNMAP: {
+		struct iommu_ioas_unmap *u = arg;
+
+		u->length = fake_unmap(u->iova, u->length);
+		e = 0;
+		break;
+	}
+	default:
+		e = ENOTTY;
+	}
+	errno = e;
+	*ret = e ? -1 : 0;
+	return 1;
 }
 
 #define RW (VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)
@@ -228,6 +218,7 @@ int main(void)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	fake_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	fault_ioctl_hook = fake_ioctl;
 	fault_buf = mmap(NULL, FAULT_BUF_PAGES * PAGE, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fake_fd < 0 || fault_buf == MAP_FAILED)
