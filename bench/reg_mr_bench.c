@@ -1,0 +1,953 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * reg_mr_bench: what fork safety costs per memory registration.  One
+ * register + deregister cycle, timed, for
+ *
+ *   a  raw       ibv_reg_mr() / ibv_dereg_mr(), no fork protection
+ *   b  forkinit  the same after ibv_fork_init(): libibverbs' own fork
+ *                support (MADV_DONTFORK/DOFORK with a range tree), where
+ *                rdma-core enables it at all (see below)
+ *   c  safepin   safepin_reg_mr() / safepin_dereg_mr()
+ *
+ * and two buffer patterns:
+ *
+ *   prefaulted  one buffer per size, written before the loop, registered
+ *               and deregistered again and again (a registration cache
+ *               miss on a warm buffer)
+ *   fresh       a new, never touched anonymous mmap() per cycle: the
+ *               registration also faults every page in (mmap/munmap are
+ *               outside the timed part)
+ *
+ * ibv_fork_init() is process-wide and cannot be undone, and once any
+ * registration ran it refuses to start (EINVAL), so the three cases cannot
+ * share a process.  The parent therefore forks one worker per case before
+ * it touches libibverbs itself; each worker opens the device and allocates
+ * its own PD, and (b)'s worker calls ibv_fork_init() first.  The parent
+ * then drives the workers through pipes, interleaved: for every size and
+ * pattern it runs ROUNDS rounds, in each round every case gets a slice of
+ * the time budget, in an order that rotates between rounds.  So the cases
+ * see the same machine (a TCG guest on a shared host drifts) and none of
+ * them inherits another's state.
+ *
+ * N (cycles per cell) is not fixed: each case runs until its time budget
+ * for the cell is used up (at most -n cycles per round, at least one), so
+ * big sizes get few cycles.  The cell's value is the median over all its
+ * cycles; N is reported.
+ *
+ * Where the kernel copies DMA-pinned pages at fork (5.13+ reports it to
+ * rdma-core), rdma-core >= 35 makes ibv_fork_init() a no-op and
+ * ibv_is_fork_initialized() returns IBV_FORK_UNNEEDED: (b) is then (a) and
+ * the bench says so.  It is measured anyway, as that is what an
+ * application calling ibv_fork_init() gets on such a kernel.
+ *
+ * The "anatomy" table takes a safepin-like cycle apart: in the safepin
+ * worker (same address space layout), on the same pre-faulted buffer, with
+ * plain verbs, it times each system call such a cycle can make: reading
+ * /proc/self/maps (whole file), reading /proc/self/smaps up to the buffer's
+ * VMA (a VMA query through smaps walks the page tables of every VMA it
+ * passes), MADV_DONTFORK, MADV_POPULATE_WRITE, ibv_reg_mr() on the now
+ * DONTFORK range, ibv_dereg_mr(), MADV_DOFORK.  Which of them the library
+ * makes, and how often, is the library's business (strace it); the table
+ * gives their prices next to the measured overhead (c) - (a).
+ *
+ *   reg_mr_bench [-d DEVICE] [-s SIZES] [-p PATTERNS] [-T MS] [-r ROUNDS]
+ *                [-n MAX] [-F SIZE] [-t TSV] [-M MARKDOWN]
+ *
+ *   -d  RDMA device (default $SAFEPIN_RXE_DEV, else the first one)
+ *   -s  comma-separated sizes, K/M/G suffix (default 4K,16K,...,256M)
+ *   -p  prefaulted,fresh (default both)
+ *   -T  time budget per case and cell in ms (default 800)
+ *   -r  rounds per cell (default 3)
+ *   -n  at most this many cycles per case and round (default 200)
+ *   -F  largest size for the fresh pattern (default 64M: a fresh 256 MiB
+ *       cycle takes seconds under TCG, mostly the page faults)
+ *   -t  also write tab-separated values (for gnuplot)
+ *   -M  also write the tables as markdown
+ *
+ * Big sizes need RLIMIT_MEMLOCK: raised to the hard limit (root: infinity).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <infiniband/verbs.h>
+#include <safepin/verbs.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define MAX_SIZES 16
+#define MAX_SAMPLES 4096
+#define ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)
+
+enum kase { RAW, FORKINIT, SAFEPIN, NR_CASES };
+enum pattern { PREFAULTED, FRESH, NR_PATTERNS };
+enum op { OP_RUN, OP_ANATOMY, OP_QUIT };
+
+static const char *const case_names[NR_CASES] = { "raw", "forkinit", "safepin" };
+static const char *const case_labels[NR_CASES] = {
+	"(a) ibv_reg_mr", "(b) + ibv_fork_init", "(c) safepin_reg_mr",
+};
+static const char *const pattern_names[NR_PATTERNS] = { "prefaulted", "fresh" };
+
+struct cmd {
+	uint32_t op, pattern;
+	uint64_t size;
+	uint32_t max_cycles, budget_us, warmup, pad;
+};
+
+struct reply {
+	int32_t err;		/* errno of a failure, 0 */
+	uint32_t n;		/* samples that follow */
+};
+
+struct sample {
+	double reg_us, dereg_us;
+};
+
+/* What the worker reports once, at start. */
+struct hello {
+	int32_t err;
+	int32_t fork_init_ret;	/* (b) only */
+	int32_t fork_status;	/* ibv_is_fork_initialized() after the init */
+	char dev[64];
+};
+
+struct worker {
+	pid_t pid;
+	int to, from;
+	struct hello hello;
+};
+
+struct cell {
+	int n;
+	double med_us, min_us, med_reg_us, med_dereg_us;
+};
+
+enum step { S_MAPS, S_SMAPS, S_DONTFORK, S_POPULATE, S_REG, S_DEREG, S_DOFORK, NR_STEPS };
+
+struct anatomy {
+	int n;
+	double us[NR_STEPS];	/* medians */
+	int vmas;		/* VMAs in smaps up to the buffer */
+	int maps_lines;		/* VMAs in maps */
+};
+
+static size_t sizes[MAX_SIZES];
+static int nr_sizes;
+static bool patterns[NR_PATTERNS];
+static unsigned int budget_ms = 800, rounds = 3, max_cycles = 200;
+static size_t fresh_max = 64ul << 20;
+static const char *device;
+static struct cell cells[NR_PATTERNS][MAX_SIZES][NR_CASES];
+static struct anatomy anat[MAX_SIZES];
+static struct worker workers[NR_CASES];
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "reg_mr_bench: %s: %s\n", what, strerror(err));
+	exit(1);
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static size_t parse_size(const char *s)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	switch (*end) {
+	case 'K': case 'k': v <<= 10; end++; break;
+	case 'M': case 'm': v <<= 20; end++; break;
+	case 'G': case 'g': v <<= 30; end++; break;
+	}
+	if (end == s || *end || !v) {
+		fprintf(stderr, "reg_mr_bench: bad size '%s'\n", s);
+		exit(2);
+	}
+	return (size_t)v;
+}
+
+static void size_label(size_t v, char *buf, size_t len)
+{
+	if (!(v & ((1ul << 30) - 1)))
+		snprintf(buf, len, "%zu GiB", v >> 30);
+	else if (!(v & ((1ul << 20) - 1)))
+		snprintf(buf, len, "%zu MiB", v >> 20);
+	else
+		snprintf(buf, len, "%zu KiB", v >> 10);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	if (!n)
+		return 0;
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void write_all(int fd, const void *p, size_t len)
+{
+	const char *c = p;
+
+	while (len) {
+		ssize_t n = write(fd, c, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			die("write to pipe", n < 0 ? errno : EPIPE);
+		c += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Returns false on EOF before the first byte. */
+static bool read_all(int fd, void *p, size_t len)
+{
+	char *c = p;
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, c + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die("read from pipe", errno);
+		if (n == 0) {
+			if (!got)
+				return false;
+			die("read from pipe", EPIPE);
+		}
+		got += (size_t)n;
+	}
+	return true;
+}
+
+/* --- the worker: one case, its own device context ----------------------- */
+
+static enum kase wcase;
+static struct ibv_pd *wpd;
+static char *wbuf;
+static size_t wbuf_len;
+
+static void *map_buf(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static struct ibv_mr *do_reg(void *p, size_t len)
+{
+	if (wcase == SAFEPIN)
+		return safepin_reg_mr(wpd, p, len, ACCESS);
+	return ibv_reg_mr(wpd, p, len, ACCESS);
+}
+
+static int do_dereg(struct ibv_mr *mr)
+{
+	if (wcase == SAFEPIN)
+		return safepin_dereg_mr(mr);
+	return ibv_dereg_mr(mr);
+}
+
+/* One timed cycle on @p (a fresh mapping when @p is NULL). */
+static int cycle(void *p, size_t len, struct sample *s)
+{
+	bool fresh = !p;
+	struct ibv_mr *mr;
+	double t0, t1, t2;
+	int err = 0;
+
+	if (fresh && !(p = map_buf(len)))
+		return errno;
+	t0 = now_us();
+	mr = do_reg(p, len);
+	t1 = now_us();
+	if (!mr) {
+		err = errno ? errno : EIO;
+	} else if (do_dereg(mr)) {
+		err = errno ? errno : EIO;
+	}
+	t2 = now_us();
+	if (fresh)
+		munmap(p, len);
+	s->reg_us = t1 - t0;
+	s->dereg_us = t2 - t1;
+	return err;
+}
+
+static int prefaulted_buf(size_t len)
+{
+	if (wbuf && wbuf_len == len)
+		return 0;
+	if (wbuf)
+		munmap(wbuf, wbuf_len);
+	wbuf_len = 0;
+	if (!(wbuf = map_buf(len)))
+		return errno;
+	memset(wbuf, 0x5a, len);	/* write-fault every page */
+	wbuf_len = len;
+	return 0;
+}
+
+static void run_cells(int out, const struct cmd *c)
+{
+	static struct sample s[MAX_SAMPLES];
+	struct reply r = { 0, 0 };
+	void *p = NULL;
+	double start;
+
+	if (c->pattern == PREFAULTED) {
+		r.err = prefaulted_buf(c->size);
+		p = wbuf;
+	}
+	if (!r.err && c->warmup) {
+		struct sample w;
+
+		r.err = cycle(p, c->size, &w);
+	}
+	start = now_us();
+	while (!r.err && r.n < c->max_cycles && r.n < MAX_SAMPLES) {
+		r.err = cycle(p, c->size, &s[r.n]);
+		if (r.err)
+			break;
+		r.n++;
+		if (now_us() - start >= c->budget_us)
+			break;
+	}
+	write_all(out, &r, sizeof(r));
+	write_all(out, s, r.n * sizeof(s[0]));
+}
+
+/*
+ * Read /proc/self/smaps the way a VMA query through it does: 8 KiB reads,
+ * stop at the first VMA that starts at or after @end.  Returns the number
+ * of VMAs seen, or -1.
+ */
+static int read_smaps_until(uintptr_t end)
+{
+	char buf[8193];
+	size_t fill = 0;
+	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC), vmas = 0;
+	bool past = false;
+
+	if (fd < 0)
+		return -1;
+	while (!past) {
+		ssize_t n = read(fd, buf + fill, sizeof(buf) - 1 - fill);
+		char *line = buf, *nl;
+
+		if (n <= 0)
+			break;
+		fill += (size_t)n;
+		buf[fill] = '\0';
+		while ((nl = strchr(line, '\n'))) {
+			uintptr_t lo, hi;
+
+			*nl = '\0';
+			/* "start-end perms ..." (field lines never parse as two) */
+			if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2) {
+				vmas++;
+				if (lo >= end)
+					past = true;
+			}
+			line = nl + 1;
+		}
+		fill -= (size_t)(line - buf);
+		memmove(buf, line, fill);
+		if (fill == sizeof(buf) - 1)
+			fill = 0;
+	}
+	close(fd);
+	return vmas;
+}
+
+/* Read all of /proc/self/maps; returns its line count, or -1. */
+static int read_maps(void)
+{
+	char buf[8192];
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), lines = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	close(fd);
+	return n < 0 ? -1 : lines;
+}
+
+static void run_anatomy(int out, const struct cmd *c)
+{
+	static double t[NR_STEPS][MAX_SAMPLES];
+	struct reply r = { 0, 0 };
+	double res[NR_STEPS + 2] = { 0 };
+	uint32_t n = 0;
+
+	r.err = prefaulted_buf(c->size);
+	for (; !r.err && n < c->max_cycles && n < MAX_SAMPLES; n++) {
+		uintptr_t end = (uintptr_t)wbuf + c->size;
+		double ts[NR_STEPS + 1];
+		struct ibv_mr *mr = NULL;
+		int lines, vmas;
+
+		ts[0] = now_us();
+		lines = read_maps();
+		ts[1] = now_us();
+		vmas = read_smaps_until(end);
+		ts[2] = now_us();
+		if (lines < 0 || vmas < 0 || madvise(wbuf, c->size, MADV_DONTFORK)) {
+			r.err = errno ? errno : EIO;
+			break;
+		}
+		ts[3] = now_us();
+		if (madvise(wbuf, c->size, MADV_POPULATE_WRITE))
+			r.err = errno;
+		ts[4] = now_us();
+		if (!r.err && !(mr = ibv_reg_mr(wpd, wbuf, c->size, ACCESS)))
+			r.err = errno ? errno : EIO;
+		ts[5] = now_us();
+		if (mr && ibv_dereg_mr(mr))
+			r.err = errno ? errno : EIO;
+		ts[6] = now_us();
+		if (madvise(wbuf, c->size, MADV_DOFORK) && !r.err)
+			r.err = errno;
+		ts[7] = now_us();
+		if (r.err)
+			break;
+		for (int k = 0; k < NR_STEPS; k++)
+			t[k][n] = ts[k + 1] - ts[k];
+		res[NR_STEPS] = vmas;
+		res[NR_STEPS + 1] = lines;
+	}
+	r.n = n;
+	for (int k = 0; k < NR_STEPS; k++)
+		res[k] = median(t[k], (int)n);
+	write_all(out, &r, sizeof(r));
+	write_all(out, res, sizeof(res));
+}
+
+static struct ibv_context *open_device(const char *name, char *got, size_t len)
+{
+	struct ibv_device **list = ibv_get_device_list(NULL);
+	struct ibv_context *ctx = NULL;
+
+	for (int i = 0; list && list[i] && !ctx; i++)
+		if (!name || !strcmp(ibv_get_device_name(list[i]), name)) {
+			ctx = ibv_open_device(list[i]);
+			if (ctx)
+				snprintf(got, len, "%s", ibv_get_device_name(list[i]));
+		}
+	if (list)
+		ibv_free_device_list(list);
+	if (!ctx && !errno)
+		errno = ENODEV;
+	return ctx;
+}
+
+static _Noreturn void worker_main(enum kase k, int in, int out)
+{
+	struct hello h = { 0, 0, 0, "" };
+	struct ibv_context *ctx = NULL;
+	struct cmd c;
+
+	wcase = k;
+	if (k == FORKINIT)
+		h.fork_init_ret = ibv_fork_init();	/* before any other verb */
+	h.fork_status = (int32_t)ibv_is_fork_initialized();
+	errno = 0;
+	ctx = open_device(device, h.dev, sizeof(h.dev));
+	if (!ctx || !(wpd = ibv_alloc_pd(ctx))) {
+		h.err = errno ? errno : ENODEV;
+	} else {
+		/* First call of each kind (library initialisation) untimed. */
+		struct sample w;
+
+		h.err = cycle(NULL, 4096, &w);
+	}
+	write_all(out, &h, sizeof(h));
+	while (!h.err && read_all(in, &c, sizeof(c)) && c.op != OP_QUIT) {
+		if (c.op == OP_RUN)
+			run_cells(out, &c);
+		else
+			run_anatomy(out, &c);
+	}
+	if (wbuf)
+		munmap(wbuf, wbuf_len);
+	if (wpd)
+		ibv_dealloc_pd(wpd);
+	if (ctx)
+		ibv_close_device(ctx);
+	_exit(h.err ? 1 : 0);
+}
+
+static void start_worker(enum kase k)
+{
+	int down[2], up[2];
+	struct worker *w = &workers[k];
+
+	if (pipe(down) || pipe(up))
+		die("pipe", errno);
+	fflush(NULL);
+	w->pid = fork();
+	if (w->pid < 0)
+		die("fork", errno);
+	if (!w->pid) {
+		close(down[1]);
+		close(up[0]);
+		for (int i = 0; i < (int)k; i++) {
+			close(workers[i].to);
+			close(workers[i].from);
+		}
+		worker_main(k, down[0], up[1]);
+	}
+	close(down[0]);
+	close(up[1]);
+	w->to = down[1];
+	w->from = up[0];
+}
+
+static void stop_workers(void)
+{
+	struct cmd c = { .op = OP_QUIT };
+
+	for (int k = 0; k < NR_CASES; k++) {
+		int st;
+
+		if (workers[k].pid <= 0)
+			continue;
+		write_all(workers[k].to, &c, sizeof(c));
+		close(workers[k].to);
+		close(workers[k].from);
+		waitpid(workers[k].pid, &st, 0);
+	}
+}
+
+/* --- the parent ----------------------------------------------------------- */
+
+static void measure(enum pattern pat, int si)
+{
+	static double tot[NR_CASES][MAX_SAMPLES], reg[NR_CASES][MAX_SAMPLES],
+		dereg[NR_CASES][MAX_SAMPLES];
+	static struct sample s[MAX_SAMPLES];
+	int n[NR_CASES] = { 0 };
+	uint32_t slice = (uint32_t)(budget_ms * 1000u / rounds);
+
+	for (unsigned int r = 0; r < rounds; r++) {
+		for (int j = 0; j < NR_CASES; j++) {
+			int k = (int)((r + (unsigned int)j) % NR_CASES);
+			struct cmd c = {
+				.op = OP_RUN, .pattern = pat, .size = sizes[si],
+				.max_cycles = max_cycles, .budget_us = slice, .warmup = r == 0,
+			};
+			struct reply rep;
+
+			if (n[k] + (int)max_cycles > MAX_SAMPLES)
+				c.max_cycles = (uint32_t)(MAX_SAMPLES - n[k]);
+			if (!c.max_cycles)
+				continue;
+			write_all(workers[k].to, &c, sizeof(c));
+			if (!read_all(workers[k].from, &rep, sizeof(rep)))
+				die(case_names[k], EPIPE);
+			if (rep.n && !read_all(workers[k].from, s, rep.n * sizeof(s[0])))
+				die(case_names[k], EPIPE);
+			if (rep.err) {
+				char what[128], lbl[32];
+
+				size_label(sizes[si], lbl, sizeof(lbl));
+				snprintf(what, sizeof(what), "%s, %s, %s", case_names[k],
+					 pattern_names[pat], lbl);
+				die(what, rep.err);
+			}
+			for (uint32_t i = 0; i < rep.n; i++) {
+				tot[k][n[k]] = s[i].reg_us + s[i].dereg_us;
+				reg[k][n[k]] = s[i].reg_us;
+				dereg[k][n[k]] = s[i].dereg_us;
+				n[k]++;
+			}
+		}
+	}
+	for (int k = 0; k < NR_CASES; k++) {
+		struct cell *c = &cells[pat][si][k];
+
+		c->n = n[k];
+		c->med_us = median(tot[k], n[k]);
+		c->min_us = n[k] ? tot[k][0] : 0;
+		c->med_reg_us = median(reg[k], n[k]);
+		c->med_dereg_us = median(dereg[k], n[k]);
+	}
+}
+
+static void measure_anatomy(int si)
+{
+	struct cmd c = { .op = OP_ANATOMY, .size = sizes[si] };
+	struct reply rep;
+	double res[NR_STEPS + 2];
+	int n = cells[PREFAULTED][si][SAFEPIN].n;
+
+	c.max_cycles = (uint32_t)(n < 5 ? 5 : n > 100 ? 100 : n);
+	write_all(workers[SAFEPIN].to, &c, sizeof(c));
+	if (!read_all(workers[SAFEPIN].from, &rep, sizeof(rep)) ||
+	    !read_all(workers[SAFEPIN].from, res, sizeof(res)))
+		die("anatomy", EPIPE);
+	if (rep.err)
+		die("anatomy", rep.err);
+	anat[si].n = (int)rep.n;
+	for (int k = 0; k < NR_STEPS; k++)
+		anat[si].us[k] = res[k];
+	anat[si].vmas = (int)res[NR_STEPS];
+	anat[si].maps_lines = (int)res[NR_STEPS + 1];
+}
+
+static const char *fork_status_name(int s)
+{
+	switch (s) {
+	case IBV_FORK_DISABLED: return "IBV_FORK_DISABLED";
+	case IBV_FORK_ENABLED: return "IBV_FORK_ENABLED";
+	case IBV_FORK_UNNEEDED: return "IBV_FORK_UNNEEDED";
+	}
+	return "?";
+}
+
+static bool measured(enum pattern p, int si)
+{
+	return patterns[p] && (p != FRESH || sizes[si] <= fresh_max);
+}
+
+/* The targets, judged on this run's medians. */
+static void print_verdicts(FILE *f, bool md)
+{
+	int met1 = 0, met2 = 0, n = 0, w1 = -1, w2 = -1;
+	double worst1 = 0, worst2 = 0;
+	char l1[32] = "", l2[32] = "";
+
+	if (!patterns[PREFAULTED])
+		return;
+	for (int si = 0; si < nr_sizes; si++) {
+		const struct cell *c = cells[PREFAULTED][si];
+		double r1 = c[SAFEPIN].med_us / c[RAW].med_us;
+		double r2 = c[SAFEPIN].med_us / c[FORKINIT].med_us;
+
+		n++;
+		met1 += r1 <= 1.10;
+		met2 += r2 < 1.0;
+		if (w1 < 0 || r1 > worst1) {
+			worst1 = r1;
+			w1 = si;
+		}
+		if (w2 < 0 || r2 > worst2) {
+			worst2 = r2;
+			w2 = si;
+		}
+	}
+	if (w1 >= 0)
+		size_label(sizes[w1], l1, sizeof(l1));
+	if (w2 >= 0)
+		size_label(sizes[w2], l2, sizeof(l2));
+	fprintf(f, md ? "\n### Targets (pre-faulted, this run)\n\n" : "\ntargets (prefaulted):\n");
+	fprintf(f, "%s(c) within 1.10x of (a): met at %d of %d sizes; worst (c)/(a) = %.2f at %s\n",
+		md ? "- " : "  ", met1, n, worst1, l1);
+	fprintf(f, "%s(c) faster than (b): met at %d of %d sizes; worst (c)/(b) = %.2f at %s%s\n",
+		md ? "- " : "  ", met2, n, worst2, l2,
+		workers[FORKINIT].hello.fork_status == IBV_FORK_UNNEEDED ?
+		" ((b) is (a) on this kernel, see above)" : "");
+}
+
+static void print_text(FILE *f)
+{
+	for (int p = 0; p < NR_PATTERNS; p++) {
+		if (!patterns[p])
+			continue;
+		fprintf(f, "\n%s buffer: register + deregister, median us per cycle (N cycles)\n",
+			pattern_names[p]);
+		fprintf(f, "%-9s %16s %16s %16s %7s %7s\n", "size", "a raw", "b forkinit",
+			"c safepin", "c/a", "c/b");
+		for (int si = 0; si < nr_sizes; si++) {
+			const struct cell *c = cells[p][si];
+			char lbl[32], col[NR_CASES][32];
+
+			if (!measured(p, si))
+				continue;
+			size_label(sizes[si], lbl, sizeof(lbl));
+			for (int k = 0; k < NR_CASES; k++)
+				snprintf(col[k], sizeof(col[k]), "%.1f (%d)", c[k].med_us, c[k].n);
+			fprintf(f, "%-9s %16s %16s %16s %7.3f %7.3f\n", lbl, col[0], col[1], col[2],
+				c[SAFEPIN].med_us / c[RAW].med_us,
+				c[SAFEPIN].med_us / c[FORKINIT].med_us);
+		}
+	}
+	if (patterns[PREFAULTED]) {
+		fprintf(f, "\nprefaulted, split: median us of reg / dereg alone\n");
+		fprintf(f, "%-9s %17s %17s %17s\n", "size", "a reg/dereg", "b reg/dereg",
+			"c reg/dereg");
+		for (int si = 0; si < nr_sizes; si++) {
+			const struct cell *c = cells[PREFAULTED][si];
+			char lbl[32], col[NR_CASES][40];
+
+			size_label(sizes[si], lbl, sizeof(lbl));
+			for (int k = 0; k < NR_CASES; k++)
+				snprintf(col[k], sizeof(col[k]), "%.1f / %.1f", c[k].med_reg_us,
+					 c[k].med_dereg_us);
+			fprintf(f, "%-9s %17s %17s %17s\n", lbl, col[0], col[1], col[2]);
+		}
+		fprintf(f, "\nanatomy (safepin worker, prefaulted buffer, plain verbs): median us "
+			"per step\n");
+		fprintf(f, "%-9s %8s %8s %8s %8s %8s %8s %8s %8s %8s %6s\n", "size", "c - a",
+			"maps", "smaps", "dontfork", "populate", "reg", "dereg", "dofork",
+			"a reg", "VMAs");
+		for (int si = 0; si < nr_sizes; si++) {
+			const struct anatomy *a = &anat[si];
+			const struct cell *c = cells[PREFAULTED][si];
+			char lbl[32];
+
+			size_label(sizes[si], lbl, sizeof(lbl));
+			fprintf(f, "%-9s %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %3d/%-3d\n",
+				lbl, c[SAFEPIN].med_us - c[RAW].med_us, a->us[S_MAPS],
+				a->us[S_SMAPS], a->us[S_DONTFORK], a->us[S_POPULATE],
+				a->us[S_REG], a->us[S_DEREG], a->us[S_DOFORK], c[RAW].med_reg_us,
+				a->vmas, a->maps_lines);
+		}
+	}
+	print_verdicts(f, false);
+}
+
+static void print_markdown(FILE *f)
+{
+	for (int p = 0; p < NR_PATTERNS; p++) {
+		if (!patterns[p])
+			continue;
+		fprintf(f, "\n### %s buffer\n\n", p == PREFAULTED ?
+			"Pre-faulted, same buffer re-registered" : "Fresh (untouched) buffer per cycle");
+		fprintf(f, "| size | (a) raw µs | (b) fork_init µs | (c) safepin µs | (c)/(a) | (c)/(b) "
+			"| N a/b/c |\n|---|---:|---:|---:|---:|---:|---:|\n");
+		for (int si = 0; si < nr_sizes; si++) {
+			const struct cell *c = cells[p][si];
+			char lbl[32];
+
+			if (!measured(p, si))
+				continue;
+			size_label(sizes[si], lbl, sizeof(lbl));
+			fprintf(f, "| %s | %.1f | %.1f | %.1f | %.3f | %.3f | %d/%d/%d |\n", lbl,
+				c[RAW].med_us, c[FORKINIT].med_us, c[SAFEPIN].med_us,
+				c[SAFEPIN].med_us / c[RAW].med_us,
+				c[SAFEPIN].med_us / c[FORKINIT].med_us, c[RAW].n, c[FORKINIT].n,
+				c[SAFEPIN].n);
+		}
+	}
+	if (patterns[PREFAULTED]) {
+		fprintf(f, "\n### Anatomy: the price of each step (pre-faulted)\n\n"
+			"A safepin-like cycle done by hand with plain verbs in the safepin "
+			"worker, on the same buffer: medians per step, next to the measured "
+			"overhead (c) − (a) and (a)'s own `ibv_reg_mr`.\n\n"
+			"| size | (c) − (a) | read maps | read smaps to buffer | MADV_DONTFORK "
+			"| MADV_POPULATE_WRITE | ibv_reg_mr (DONTFORK range) | ibv_dereg_mr "
+			"| MADV_DOFORK | (a) ibv_reg_mr | VMAs smaps/maps |\n"
+			"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+		for (int si = 0; si < nr_sizes; si++) {
+			const struct anatomy *a = &anat[si];
+			const struct cell *c = cells[PREFAULTED][si];
+			char lbl[32];
+
+			size_label(sizes[si], lbl, sizeof(lbl));
+			fprintf(f, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f "
+				"| %d/%d |\n", lbl, c[SAFEPIN].med_us - c[RAW].med_us, a->us[S_MAPS],
+				a->us[S_SMAPS], a->us[S_DONTFORK], a->us[S_POPULATE], a->us[S_REG],
+				a->us[S_DEREG], a->us[S_DOFORK], c[RAW].med_reg_us, a->vmas,
+				a->maps_lines);
+		}
+		fprintf(f, "\nAll times in µs.\n");
+	}
+	print_verdicts(f, true);
+}
+
+static void print_tsv(FILE *f)
+{
+	fprintf(f, "# size_bytes\traw_us\tforkinit_us\tsafepin_us\tc/a\tc/b\tn_a\tn_b\tn_c"
+		"\tmin_a\tmin_b\tmin_c\treg_a\tdereg_a\treg_b\tdereg_b\treg_c\tdereg_c\n");
+	for (int p = 0; p < NR_PATTERNS; p++) {
+		fprintf(f, "# %s\n", pattern_names[p]);
+		for (int si = 0; si < nr_sizes; si++) {
+			const struct cell *c = cells[p][si];
+
+			if (!measured(p, si))
+				continue;
+			fprintf(f, "%zu\t%.2f\t%.2f\t%.2f\t%.4f\t%.4f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f"
+				"\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n", sizes[si],
+				c[RAW].med_us, c[FORKINIT].med_us, c[SAFEPIN].med_us,
+				c[SAFEPIN].med_us / c[RAW].med_us,
+				c[SAFEPIN].med_us / c[FORKINIT].med_us, c[RAW].n, c[FORKINIT].n,
+				c[SAFEPIN].n, c[RAW].min_us, c[FORKINIT].min_us, c[SAFEPIN].min_us,
+				c[RAW].med_reg_us, c[RAW].med_dereg_us, c[FORKINIT].med_reg_us,
+				c[FORKINIT].med_dereg_us, c[SAFEPIN].med_reg_us,
+				c[SAFEPIN].med_dereg_us);
+		}
+		fprintf(f, "\n\n");	/* gnuplot index separator */
+	}
+}
+
+static void print_header(FILE *f, bool md)
+{
+	struct utsname u;
+	const char *thp = "?";
+	char buf[128] = "";
+	FILE *t = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+
+	if (t) {
+		if (fgets(buf, sizeof(buf), t))
+			buf[strcspn(buf, "\n")] = '\0';
+		thp = buf;
+		fclose(t);
+	}
+	uname(&u);
+	fprintf(f, "%skernel %s, device %s, THP %s; budget %u ms per case and cell in %u "
+		"interleaved rounds (at most %u cycles per round)\n", md ? "- " : "",
+		u.release, workers[RAW].hello.dev, thp, budget_ms, rounds, max_cycles);
+	fprintf(f, "%s(b): ibv_fork_init() returned %d, then ibv_is_fork_initialized() = %s%s\n",
+		md ? "- " : "", workers[FORKINIT].hello.fork_init_ret,
+		fork_status_name(workers[FORKINIT].hello.fork_status),
+		workers[FORKINIT].hello.fork_status == IBV_FORK_UNNEEDED ?
+		" (the kernel copies pinned pages at fork: libibverbs' fork support stays off "
+		"and (b) does what (a) does)" : "");
+}
+
+int main(int argc, char **argv)
+{
+	const char *tsv = NULL, *mdpath = NULL;
+	struct rlimit rl;
+	int opt;
+
+	device = getenv("SAFEPIN_RXE_DEV");
+	while ((opt = getopt(argc, argv, "d:s:p:T:r:n:F:t:M:")) != -1) {
+		switch (opt) {
+		case 'd': device = optarg; break;
+		case 's':
+			for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
+				if (nr_sizes == MAX_SIZES)
+					die("too many sizes", E2BIG);
+				sizes[nr_sizes++] = parse_size(tok);
+			}
+			break;
+		case 'p':
+			for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
+				int p;
+
+				for (p = 0; p < NR_PATTERNS; p++)
+					if (!strcmp(tok, pattern_names[p]))
+						break;
+				if (p == NR_PATTERNS) {
+					fprintf(stderr, "reg_mr_bench: unknown pattern '%s'\n", tok);
+					return 2;
+				}
+				patterns[p] = true;
+			}
+			break;
+		case 'T': budget_ms = (unsigned int)strtoul(optarg, NULL, 10); break;
+		case 'r': rounds = (unsigned int)strtoul(optarg, NULL, 10); break;
+		case 'n': max_cycles = (unsigned int)strtoul(optarg, NULL, 10); break;
+		case 'F': fresh_max = parse_size(optarg); break;
+		case 't': tsv = optarg; break;
+		case 'M': mdpath = optarg; break;
+		default:
+			fprintf(stderr, "usage: reg_mr_bench [-d DEV] [-s SIZES] [-p PATTERNS] [-T MS] "
+				"[-r ROUNDS] [-n MAX] [-F SIZE] [-t TSV] [-M MD]\n");
+			return 2;
+		}
+	}
+	if (!budget_ms || !rounds || !max_cycles) {
+		fprintf(stderr, "reg_mr_bench: -T, -r and -n must be positive\n");
+		return 2;
+	}
+	if (!nr_sizes)
+		for (size_t s = 4096; s <= (256ul << 20); s *= 4)
+			sizes[nr_sizes++] = s;
+	if (!patterns[PREFAULTED] && !patterns[FRESH])
+		patterns[PREFAULTED] = patterns[FRESH] = true;
+
+	if (!getrlimit(RLIMIT_MEMLOCK, &rl)) {
+		rl.rlim_cur = rl.rlim_max;
+		if (!geteuid())
+			rl.rlim_cur = rl.rlim_max = RLIM_INFINITY;
+		setrlimit(RLIMIT_MEMLOCK, &rl);
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	/* No verb in the parent before the workers exist (see the top). */
+	for (int k = 0; k < NR_CASES; k++)
+		start_worker((enum kase)k);
+	for (int k = 0; k < NR_CASES; k++) {
+		struct hello *h = &workers[k].hello;
+
+		if (!read_all(workers[k].from, h, sizeof(*h)))
+			die(case_names[k], EPIPE);
+		if (h->err)
+			die(case_names[k], h->err);
+	}
+	if (workers[FORKINIT].hello.fork_init_ret)
+		die("ibv_fork_init", workers[FORKINIT].hello.fork_init_ret);
+
+	for (int si = 0; si < nr_sizes; si++) {
+		for (int p = 0; p < NR_PATTERNS; p++)
+			if (measured((enum pattern)p, si))
+				measure((enum pattern)p, si);
+		if (patterns[PREFAULTED])
+			measure_anatomy(si);
+		char lbl[32];
+
+		size_label(sizes[si], lbl, sizeof(lbl));
+		fprintf(stderr, "reg_mr_bench: %s done\n", lbl);
+	}
+	stop_workers();
+
+	print_header(stdout, false);
+	for (int k = 0; k < NR_CASES; k++)
+		printf("  %c = %s\n", 'a' + k, case_labels[k]);
+	print_text(stdout);
+	if (tsv) {
+		FILE *f = fopen(tsv, "w");
+
+		if (!f)
+			die(tsv, errno);
+		print_tsv(f);
+		fclose(f);
+	}
+	if (mdpath) {
+		FILE *f = fopen(mdpath, "w");
+
+		if (!f)
+			die(mdpath, errno);
+		print_header(f, true);
+		print_markdown(f);
+		fclose(f);
+	}
+	return 0;
+}
