@@ -314,7 +314,7 @@ static void shim_init_once(void)
 	sh.alloc = arena_node_alloc(&sh.arena);
 	mr_table_init(&sh.mrs, &sh.alloc);
 	sh.dontfork.root = NULL;
-	pthread_atfork(NULL, NULL, shim_child);
+	fork_on_child(shim_child);
 	sh.active = true;
 	sp_log(SP_LOG_INFO, "preload: active, policy %d", (int)registry_policy());
 }
