@@ -9,6 +9,7 @@ struct reg_entry {
 	size_t len;
 	struct reg_extent ext;
 	uint32_t refs;		/* identical registrations share one entry */
+	uint64_t cookie;	/* reg_table_set_cookie() */
 };
 
 struct reg_key {
@@ -102,6 +103,7 @@ int reg_table_add(struct reg_table *t, uintptr_t addr, size_t len,
 	e->len = len;
 	e->ext = *ext;
 	e->refs = 1;
+	e->cookie = 0;
 	avl_insert_at(&t->tree, &e->avl, parent, c < 0);
 	t->nr_live++;
 	return 0;
@@ -132,5 +134,29 @@ int reg_table_del(struct reg_table *t, uintptr_t addr, size_t len,
 		return 0;
 	avl_remove(&t->tree, &e->avl);
 	t->alloc.free(t->alloc.ctx, e, sizeof(*e));
+	return 0;
+}
+
+int reg_table_set_cookie(struct reg_table *t, uintptr_t addr, size_t len,
+			 const struct reg_extent *ext, uint64_t cookie)
+{
+	struct reg_key k = { addr, len, ext->start, ext->end };
+	struct reg_entry *e = lookup(t, &k, 0);
+
+	if (!e)
+		return -ENOENT;
+	e->cookie = cookie;
+	return 0;
+}
+
+int reg_table_walk(const struct reg_table *t, reg_walk_fn fn, void *ctx)
+{
+	for (struct avl_node *a = avl_first(&t->tree); a; a = avl_next(a)) {
+		const struct reg_entry *e = entry_of(a);
+		int ret = fn(ctx, e->addr, e->len, &e->ext, e->refs, e->cookie);
+
+		if (ret)
+			return ret;
+	}
 	return 0;
 }

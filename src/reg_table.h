@@ -41,4 +41,16 @@ int reg_table_find(const struct reg_table *t, uintptr_t addr, size_t len,
 int reg_table_del(struct reg_table *t, uintptr_t addr, size_t len,
 		  const struct reg_extent *ext);
 
+/*
+ * A caller's 64-bit note on an entry (identical registrations share it),
+ * 0 until set: the audit keeps a hash of the physical pages here.
+ */
+int reg_table_set_cookie(struct reg_table *t, uintptr_t addr, size_t len,
+			 const struct reg_extent *ext, uint64_t cookie);
+
+/* Call @fn for every entry in (addr, len) order; @refs identical registrations. */
+typedef int (*reg_walk_fn)(void *ctx, uintptr_t addr, size_t len,
+			   const struct reg_extent *ext, uint32_t refs, uint64_t cookie);
+int reg_table_walk(const struct reg_table *t, reg_walk_fn fn, void *ctx);
+
 #endif
