@@ -43,9 +43,8 @@
  * The "anatomy" table takes a safepin-like cycle apart: in the safepin
  * worker (same address space layout), on the same pre-faulted buffer, with
  * plain verbs, it times each system call such a cycle can make: reading
- * /proc/self/maps (whole file), reading /proc/self/smaps up to the buffer's
- * VMA (a VMA query through smaps walks the page tables of every VMA it
- * passes), MADV_DONTFORK, MADV_POPULATE_WRITE, ibv_reg_mr() on the now
+ * /proc/self/maps up to the buffer's VMA, the same through /proc/self/smaps
+ * (which also walks the page tables of every VMA it passes), MADV_DONTFORK, MADV_POPULATE_WRITE, ibv_reg_mr() on the now
  * DONTFORK range, ibv_dereg_mr(), MADV_DOFORK.  Which of them the library
  * makes, and how often, is the library's business (strace it); the table
  * gives their prices next to the measured overhead (c) - (a).
@@ -143,7 +142,7 @@ struct anatomy {
 	int n;
 	double us[NR_STEPS];	/* medians */
 	int vmas;		/* VMAs in smaps up to the buffer */
-	int maps_lines;		/* VMAs in maps */
+	int maps_lines;		/* VMAs in maps up to the buffer */
 };
 
 static size_t sizes[MAX_SIZES];
@@ -349,15 +348,15 @@ static void run_cells(int out, const struct cmd *c)
 }
 
 /*
- * Read /proc/self/smaps the way a VMA query through it does: 8 KiB reads,
- * stop at the first VMA that starts at or after @end.  Returns the number
- * of VMAs seen, or -1.
+ * Read /proc/self/maps or smaps the way a VMA query through it does: 8 KiB
+ * reads, stop at the first VMA that starts at or after @end.  Returns the
+ * number of VMAs seen, or -1.
  */
-static int read_smaps_until(uintptr_t end)
+static int read_vmas_until(const char *path, uintptr_t end)
 {
 	char buf[8193];
 	size_t fill = 0;
-	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC), vmas = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), vmas = 0;
 	bool past = false;
 
 	if (fd < 0)
@@ -391,22 +390,6 @@ static int read_smaps_until(uintptr_t end)
 	return vmas;
 }
 
-/* Read all of /proc/self/maps; returns its line count, or -1. */
-static int read_maps(void)
-{
-	char buf[8192];
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), lines = 0;
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		for (ssize_t i = 0; i < n; i++)
-			lines += buf[i] == '\n';
-	close(fd);
-	return n < 0 ? -1 : lines;
-}
-
 static void run_anatomy(int out, const struct cmd *c)
 {
 	static double t[NR_STEPS][MAX_SAMPLES];
@@ -422,9 +405,9 @@ static void run_anatomy(int out, const struct cmd *c)
 		int lines, vmas;
 
 		ts[0] = now_us();
-		lines = read_maps();
+		lines = read_vmas_until("/proc/self/maps", end);
 		ts[1] = now_us();
-		vmas = read_smaps_until(end);
+		vmas = read_vmas_until("/proc/self/smaps", end);
 		ts[2] = now_us();
 		if (lines < 0 || vmas < 0 || madvise(wbuf, c->size, MADV_DONTFORK)) {
 			r.err = errno ? errno : EIO;
@@ -769,7 +752,7 @@ static void print_markdown(FILE *f)
 			"A safepin-like cycle done by hand with plain verbs in the safepin "
 			"worker, on the same buffer: medians per step, next to the measured "
 			"overhead (c) − (a) and (a)'s own `ibv_reg_mr`.\n\n"
-			"| size | (c) − (a) | read maps | read smaps to buffer | MADV_DONTFORK "
+			"| size | (c) − (a) | read maps to buffer | read smaps to buffer | MADV_DONTFORK "
 			"| MADV_POPULATE_WRITE | ibv_reg_mr (DONTFORK range) | ibv_dereg_mr "
 			"| MADV_DOFORK | (a) ibv_reg_mr | VMAs smaps/maps |\n"
 			"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
