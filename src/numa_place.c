@@ -125,12 +125,20 @@ struct batch {
 };
 
 struct census {
-	uint64_t elsewhere, migrated, migrate_failed, off_node;
+	uint64_t elsewhere, migrate_failed, off_node;
 	int first_other;	/* a node the misplaced pages were on, or -1 */
 };
 
-/* Query where the pages of @b are; count (and with @migrate move) the misplaced. */
-static void census_batch(struct batch *b, const struct pin_placement *pl, bool before,
+/*
+ * What a pass over the pages does with the ones not on the node: count
+ * them before the pre-fault, move them, or count them after it.  Moving
+ * is a pass of its own after the count: moving the first base page of a
+ * THP moves all of it, so a count made while moving would miss the rest.
+ */
+enum pass { PASS_BEFORE, PASS_MIGRATE, PASS_AFTER };
+
+/* Query where the pages of @b are and count (or move) the misplaced. */
+static void census_batch(struct batch *b, const struct pin_placement *pl, enum pass pass,
 			 struct census *c)
 {
 	int nodes[BATCH];
@@ -150,12 +158,11 @@ static void census_batch(struct batch *b, const struct pin_placement *pl, bool b
 			continue;	/* not present (-ENOENT), zero page, or placed */
 		if (c->first_other < 0)
 			c->first_other = s;
-		if (!before) {
+		if (pass == PASS_BEFORE) {
+			c->elsewhere += b->per;
+		} else if (pass == PASS_AFTER) {
 			c->off_node += b->per;
-			continue;
-		}
-		c->elsewhere += b->per;
-		if (pl->migrate) {
+		} else {
 			move[nmove] = b->pages[i];
 			nodes[nmove++] = pl->node;
 		}
@@ -163,19 +170,18 @@ static void census_batch(struct batch *b, const struct pin_placement *pl, bool b
 	b->n = 0;
 	if (!nmove)
 		return;
-	if (move_pages(0, nmove, move, nodes, b->status, MPOL_MF_MOVE) < 0 && errno != ENOENT) {
-		/* The call itself failed (e.g. ENOMEM): nothing is known to have moved. */
-		sp_log(SP_LOG_ERROR, "move_pages(%zu pages to node %d) failed: errno %d",
+	if (move_pages(0, nmove, move, nodes, b->status, MPOL_MF_MOVE) < 0 && errno != ENOENT)
+		sp_log(SP_LOG_INFO, "move_pages(%zu pages to node %d) failed: errno %d",
 		       nmove, pl->node, errno);
+	/* Ask again rather than trust the move's statuses: the other base
+	 * pages of a THP moved with its first one report -EBUSY. */
+	if (move_pages(0, nmove, move, NULL, b->status, 0)) {
 		c->migrate_failed += nmove * b->per;
 		return;
 	}
-	for (size_t i = 0; i < nmove; i++) {
-		if (b->status[i] == pl->node)
-			c->migrated += b->per;
-		else
+	for (size_t i = 0; i < nmove; i++)
+		if (b->status[i] != pl->node)
 			c->migrate_failed += b->per;
-	}
 }
 
 /*
@@ -183,7 +189,7 @@ static void census_batch(struct batch *b, const struct pin_placement *pl, bool b
  * Pages of a huge page are asked about once, through their first base page.
  */
 static void census(const struct pin_placement *pl, uintptr_t start, uintptr_t end,
-		   size_t page_size, bool before, struct census *c)
+		   size_t page_size, enum pass pass, struct census *c)
 {
 	size_t bps = vm_base_page_size();
 	size_t step = page_size > bps ? page_size / bps : 1;
@@ -201,10 +207,10 @@ static void census(const struct pin_placement *pl, uintptr_t start, uintptr_t en
 				continue;
 			b.pages[b.n++] = (void *)(chunk + i * bps);
 			if (b.n == BATCH)
-				census_batch(&b, pl, before, c);
+				census_batch(&b, pl, pass, c);
 		}
 	}
-	census_batch(&b, pl, before, c);
+	census_batch(&b, pl, pass, c);
 }
 
 /* --- the pre-fault ------------------------------------------------------ */
@@ -214,6 +220,7 @@ int numa_prefault_begin(const struct pin_placement *pl, struct numa_prefault *pf
 {
 	unsigned long mask[NUMA_MASK_LONGS] = { 0 };
 	struct census c = { .first_other = -1 };
+	uint64_t migrated = 0;
 	int mode;
 
 	pf->active = false;
@@ -223,9 +230,15 @@ int numa_prefault_begin(const struct pin_placement *pl, struct numa_prefault *pf
 	if (!numa_syscalls)
 		return 0;	/* no placement, or a one-node kernel (node 0) */
 
-	census(pl, start, end, page_size, true, &c);
+	census(pl, start, end, page_size, PASS_BEFORE, &c);
+	if (c.elsewhere && pl->migrate) {
+		census(pl, start, end, page_size, PASS_MIGRATE, &c);
+		if (c.migrate_failed > c.elsewhere)
+			c.migrate_failed = c.elsewhere;
+		migrated = c.elsewhere - c.migrate_failed;
+	}
 	add(&st.elsewhere, c.elsewhere);
-	add(&st.migrated, c.migrated);
+	add(&st.migrated, migrated);
 	add(&st.migrate_failed, c.migrate_failed);
 	if (c.elsewhere && !pl->migrate)
 		sp_log(SP_LOG_INFO, "%#lx-%#lx: %llu pages already on node %d (and others), "
@@ -233,11 +246,11 @@ int numa_prefault_begin(const struct pin_placement *pl, struct numa_prefault *pf
 		       (unsigned long)start, (unsigned long)end,
 		       (unsigned long long)c.elsewhere, c.first_other, pl->node);
 	else if (c.elsewhere)
-		sp_log(c.migrate_failed ? SP_LOG_ERROR : SP_LOG_INFO,
+		sp_log(SP_LOG_INFO,
 		       "%#lx-%#lx: %llu pages on other nodes (e.g. %d): %llu moved to node %d, "
 		       "%llu could not be moved", (unsigned long)start, (unsigned long)end,
 		       (unsigned long long)c.elsewhere, c.first_other,
-		       (unsigned long long)c.migrated, pl->node,
+		       (unsigned long long)migrated, pl->node,
 		       (unsigned long long)c.migrate_failed);
 
 	/* A VMA policy wins over the thread's: say so, never change it. */
@@ -270,7 +283,7 @@ void numa_prefault_end(const struct pin_placement *pl, struct numa_prefault *pf,
 		sp_log(SP_LOG_ERROR, "could not restore the thread's memory policy "
 		       "(mode %d): errno %d", mode, errno);
 
-	census(pl, start, end, page_size, false, &c);
+	census(pl, start, end, page_size, PASS_AFTER, &c);
 	add(&st.off_node, c.off_node);
 	if (c.off_node)
 		sp_log(SP_LOG_INFO, "%#lx-%#lx: %llu pages are not on node %d after the "
