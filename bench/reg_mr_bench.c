@@ -729,8 +729,9 @@ static void print_markdown(FILE *f)
 	for (int p = 0; p < NR_PATTERNS; p++) {
 		if (!patterns[p])
 			continue;
-		fprintf(f, "\n### %s buffer\n\n", p == PREFAULTED ?
-			"Pre-faulted, same buffer re-registered" : "Fresh (untouched) buffer per cycle");
+		fprintf(f, "\n### %s\n\n", p == PREFAULTED ?
+			"Pre-faulted buffer, the same one re-registered" :
+			"Fresh (untouched) buffer per cycle");
 		fprintf(f, "| size | (a) raw µs | (b) fork_init µs | (c) safepin µs | (c)/(a) | (c)/(b) "
 			"| N a/b/c |\n|---|---:|---:|---:|---:|---:|---:|\n");
 		for (int si = 0; si < nr_sizes; si++) {
