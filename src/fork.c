@@ -44,6 +44,7 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 /* Consumers' child resets; written under gate.lock, read in the child. */
 static void (*child_resets[FORK_MAX_CHILD_RESETS])(void);
 static unsigned int nr_child_resets;
+static void (*prepare_hook)(void);
 
 static void prepare(void)
 {
@@ -54,6 +55,8 @@ static void prepare(void)
 	gate.forks_waiting--;
 	/* gate.lock stays held until the fork is done: nobody enters. */
 	registry_lock();
+	if (prepare_hook)
+		prepare_hook();
 	registry_snapshot_edges();
 }
 
@@ -128,4 +131,13 @@ void fork_guard_exit(void)
 	if (--gate.inside == 0 && gate.forks_waiting)
 		pthread_cond_signal(&gate.drained);
 	pthread_mutex_unlock(&gate.lock);
+}
+
+int fork_on_prepare(void (*fn)(void))
+{
+	fork_init();
+	pthread_mutex_lock(&gate.lock);
+	prepare_hook = fn;
+	pthread_mutex_unlock(&gate.lock);
+	return 0;
 }

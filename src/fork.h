@@ -18,6 +18,12 @@ void fork_guard_enter(void);
  */
 #define FORK_MAX_CHILD_RESETS 8
 int fork_on_child(void (*reset)(void));
+/*
+ * Have @fn run in fork()'s prepare step, after every registration in
+ * flight finished and with the registry lock held (the audit of
+ * safepin-run --audit).  One hook; returns 0.
+ */
+int fork_on_prepare(void (*fn)(void));
 void fork_guard_exit(void);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "fork.h"
 #include "init.h"
+#include "lifetime.h"
 #include "log.h"
 #include "probe.h"
 #include "registry.h"
@@ -124,6 +125,7 @@ SAFEPIN_EXPORT int safepin_get_stats(struct safepin_stats *stats)
 		return fail(-EINVAL);
 	size = stats->size < sizeof(all) ? stats->size : sizeof(all);
 	registry_read_stats(&all);
+	all.violations = lifetime_violation_count();
 	memcpy((char *)stats + sizeof(all.size), (char *)&all + sizeof(all.size),
 	       size - sizeof(all.size));
 	return 0;

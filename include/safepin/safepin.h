@@ -140,6 +140,8 @@ struct safepin_stats {
 	uint64_t prefaulted_pages;    /* pages faulted in before a pin */
 	uint64_t cow_unbroken_pages;  /* read-only private pages: COW not broken */
 	uint64_t failures;            /* calls that returned an error */
+	/* Appended (1.x): lifetime violations reported, see safepin_monitor_start(). */
+	uint64_t violations;
 };
 
 /**
@@ -468,6 +470,157 @@ struct safepin_vma_budget {
 SAFEPIN_EXPORT int safepin_vma_budget(struct safepin_vma_budget *budget);
 
 /* ===== end of VMA budget ===== */
+
+/* ===================================================================== *
+ * Lifetime violations and audit.                                        *
+ * ===================================================================== */
+
+/*
+ * The most common registration bug: memory is unmapped, moved or discarded
+ * while a device still has it registered (free() or munmap() before
+ * ibv_dereg_mr()).  The device keeps the old pages; the process gets new
+ * ones at the same address.  Two ways to notice, both reporting the same
+ * way (a log line at level error naming the range and the registration it
+ * hit, stats.violations, and the monitor's callback):
+ *  - the LD_PRELOAD shim (safepin-run) sees the call itself: munmap,
+ *    mremap, madvise(MADV_DONTNEED/FREE/REMOVE/DONTNEED_LOCKED),
+ *    mmap(MAP_FIXED) over it, free() or realloc() of a malloc chunk that
+ *    overlaps a registration;
+ *  - a linked application can start safepin_monitor_start(): a userfaultfd
+ *    watches the registered ranges for unmap, remap and remove events.
+ *
+ * What a violation does to the library's state.  The registration is
+ * "violated": its pages inside the range taken away no longer count (the
+ * mapping is gone, so nothing is unmarked there; after a discard the still
+ * existing mapping is unmarked if no other registration covers it), so new
+ * memory mapped at the same address and registered again is marked like
+ * any other.  Its other pages stay counted and marked (the device may still
+ * use them).  The later safepin_unpin() (or dereg) of a violated
+ * registration succeeds, releases what is left of it and reports nothing
+ * more.  Identical (addr, len) registrations release the violated one first.
+ */
+
+/** What the application did to registered memory. */
+enum safepin_violation_kind {
+	SAFEPIN_VIOLATION_MUNMAP = 1,	/* munmap(), or shrinking brk/shm (monitor) */
+	SAFEPIN_VIOLATION_MREMAP = 2,	/* moved or shrunk by mremap() */
+	SAFEPIN_VIOLATION_DONTNEED = 3,	/* madvise(MADV_DONTNEED[_LOCKED]) */
+	SAFEPIN_VIOLATION_FREE = 4,	/* madvise(MADV_FREE) */
+	SAFEPIN_VIOLATION_REMOVE = 5,	/* madvise(MADV_REMOVE) (monitor: any discard) */
+	SAFEPIN_VIOLATION_MAP_FIXED = 6,/* mmap(MAP_FIXED) over it (shim) */
+	SAFEPIN_VIOLATION_FREE_CALL = 7,/* free()/realloc() of a malloc chunk (shim) */
+};
+
+/**
+ * struct safepin_violation - one violation, as passed to the callback.
+ * @kind:  what happened.
+ * @start, @end: the page-aligned range the application took away.
+ * @reg_addr, @reg_len: a registration it hit (one callback per registration).
+ * @again: the registration was reported violated before.
+ */
+struct safepin_violation {
+	size_t size;
+	enum safepin_violation_kind kind;
+	uintptr_t start, end;
+	const void *reg_addr;
+	size_t reg_len;
+	int again;
+};
+
+typedef void (*safepin_violation_fn)(const struct safepin_violation *v, void *arg);
+
+/**
+ * struct safepin_monitor_opts - options of safepin_monitor_start().
+ * @size: sizeof(struct safepin_monitor_opts).
+ * @callback: called from the monitor's thread for every violation (may be
+ *	NULL); it may call any libsafepin function.
+ * @arg: passed to @callback.
+ */
+struct safepin_monitor_opts {
+	size_t size;
+	safepin_violation_fn callback;
+	void *arg;
+};
+
+/**
+ * safepin_monitor_start() - watch registered memory with a userfaultfd.
+ * @opts: NULL for no callback.
+ *
+ * Opens a userfaultfd with UFFD_FEATURE_EVENT_UNMAP | EVENT_REMOVE |
+ * EVENT_REMAP, registers every live and future registration's pages with
+ * it and starts a thread that reads its events.  The registration changes
+ * no fault behaviour: write-protect mode with nothing write-protected where
+ * the kernel allows it (anonymous memory: Linux 5.7+; shmem and hugetlb:
+ * 5.19+), else missing mode, where a fault after a discard is resolved by
+ * unregistering the page.  Registrations of other file mappings cannot be
+ * watched (logged at level info).  Events arrive after the fact: the
+ * munmap has happened, and the report follows within the thread's latency;
+ * a new registration waits until pending events are handled.
+ *
+ * Needs userfaultfd: privileged (CAP_SYS_PTRACE), or vm.unprivileged_userfaultfd
+ * = 1, or UFFD_USER_MODE_ONLY (5.11+, tried first), or /dev/userfaultfd
+ * access (6.1+).  Forked children are not watched (the thread is not
+ * copied); start it again there if needed.
+ *
+ * Return: 0, -EALREADY if running, -EINVAL for bad @opts, -ENOSYS without
+ * userfaultfd, -EPERM when the kernel refuses it, -errno otherwise.
+ */
+SAFEPIN_EXPORT int safepin_monitor_start(const struct safepin_monitor_opts *opts);
+/* Stop the thread, unregister everything. Return 0 or -ENOENT (not running). */
+SAFEPIN_EXPORT int safepin_monitor_stop(void);
+
+/** safepin_audit() flag: print the report (one line per finding) to stderr. */
+#define SAFEPIN_AUDIT_PRINT (1u << 0)
+
+/**
+ * struct safepin_audit_report - what safepin_audit() found.
+ * @size: sizeof(struct safepin_audit_report).
+ * @flags: in: 0 or SAFEPIN_AUDIT_PRINT.
+ * @registrations: live registrations checked (identical ones count once
+ *	each); violated registrations not yet deregistered included.
+ * @pages: base pages checked.
+ * @bad: registrations with at least one finding below.
+ * @unmapped: ... with a page unmapped or PROT_NONE.
+ * @not_present: ... with a page not present (discarded, swapped out).
+ * @not_exclusive: ... with a private page also mapped elsewhere (pagemap
+ *	bit 56 clear: shared copy-on-write, e.g. with a child of a fork that
+ *	did not go through glibc's fork()).
+ * @moved: ... now on other physical pages than when it was pinned.
+ * @unmarked: ... whose private pages are not marked as the policy says
+ *	(VmFlags dc or wf: someone called MADV_DOFORK behind the library).
+ * @violated: violated registrations not yet deregistered.
+ * @pfns: 1 physical pages were compared; 0 not recorded (set
+ *	SAFEPIN_AUDIT_PFNS=1 before the first registration); -1 pagemap shows
+ *	no PFNs (needs CAP_SYS_ADMIN).
+ *
+ * Cost: one smaps read for the VMA flags and one pagemap read per 512 pages
+ * of every registration, under the registry lock (registrations wait).
+ * Recording PFNs costs one pagemap read per registration at pin time and 8
+ * bytes per registration (a hash of the PFN list, not the list).
+ */
+struct safepin_audit_report {
+	size_t size;
+	unsigned int flags;
+	uint64_t registrations;
+	uint64_t pages;
+	uint64_t bad;
+	uint64_t unmapped;
+	uint64_t not_present;
+	uint64_t not_exclusive;
+	uint64_t moved;
+	uint64_t unmarked;
+	uint64_t violated;
+	int pfns;
+};
+
+/**
+ * safepin_audit() - check every live registration against the kernel.
+ * Return: 0 (findings are in @report, not an error), -EINVAL for a bad
+ * @report, or a negative errno when /proc could not be read.
+ */
+SAFEPIN_EXPORT int safepin_audit(struct safepin_audit_report *report);
+
+/* ===== end of lifetime violations and audit ===== */
 
 #ifdef __cplusplus
 }
