@@ -97,8 +97,8 @@ void lifetime_report(enum safepin_violation_kind kind, uintptr_t start, uintptr_
 	for (size_t i = 0; i < nhits; i++) {
 		sp_log(SP_LOG_ERROR, "violation: %s of %#lx-%#lx while registered: registration "
 		       "%#lx+%zu%s (%s); its pages there are no longer protected or counted",
-		       kind_name(kind), (unsigned long)start, (unsigned long)end,
-		       (unsigned long)hits[i].addr, hits[i].len,
+		       monitor && kind == SAFEPIN_VIOLATION_REMOVE ? "madvise discard" : kind_name(kind),
+		       (unsigned long)start, (unsigned long)end, (unsigned long)hits[i].addr, hits[i].len,
 		       hits[i].again ? ", violated before" : "", monitor ? "monitor" : "preload");
 		if (cb) {
 			struct safepin_violation v = { sizeof(v), kind, start, end,
@@ -118,23 +118,24 @@ void lifetime_report(enum safepin_violation_kind kind, uintptr_t start, uintptr_
  * ===================================================================== */
 
 void lifetime_app_call(enum safepin_violation_kind kind, uintptr_t start, uintptr_t end,
-		       bool gone, bool (*call)(void *ctx), void *ctx)
+		       bool gone, bool (*call)(void *ctx, uintptr_t *start, uintptr_t *end),
+		       void *ctx)
 {
 	struct lt_hit hits[MAX_HITS];
 	size_t total = 0;
 
 	/* The library's own calls (lock held), or nothing ever registered. */
 	if (registry_lock_held() || !lifetime_any_live() || start >= end) {
-		call(ctx);
+		call(ctx, &start, &end);
 		return;
 	}
 	registry_lock();
 	if (!registry_counted_locked(start, end)) {
 		registry_unlock();
-		call(ctx);
+		call(ctx, &start, &end);
 		return;
 	}
-	if (call(ctx))
+	if (call(ctx, &start, &end) && start < end)
 		total = registry_violation_locked(start, end, gone, hits, MAX_HITS);
 	registry_unlock();
 	lifetime_report(kind, start, end, hits, total < MAX_HITS ? total : MAX_HITS, total, false);

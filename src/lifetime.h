@@ -78,12 +78,14 @@ bool lifetime_any_live(void);
 
 /*
  * The shim's path: run @call (the real munmap/madvise/...) with the registry
- * locked, and if it succeeded (returns true) treat [start, end) as violated.
+ * locked, and if it succeeded (returns true) treat [start, end) as violated;
+ * @call may narrow the range to what it actually took away (mremap).
  * Without the lock held across the call, another thread could register new
  * memory at the address before the counts are dropped.
  */
 void lifetime_app_call(enum safepin_violation_kind kind, uintptr_t start, uintptr_t end,
-		       bool gone, bool (*call)(void *ctx), void *ctx);
+		       bool gone, bool (*call)(void *ctx, uintptr_t *start, uintptr_t *end),
+		       void *ctx);
 /*
  * free()/realloc() of the chunk [start, end) that may still be registered:
  * @call frees (or reallocates) it and returns the end of what the caller

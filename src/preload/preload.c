@@ -86,6 +86,7 @@
 #include "avl.h"
 #include "fork.h"
 #include "init.h"
+#include "lifetime.h"
 #include "log.h"
 #include "mr_table.h"
 #include "preload.h"
@@ -1109,6 +1110,7 @@ __attribute__((destructor)) static void shim_unload(void)
 		v[i] = atomic_load_explicit(&stats[i], memory_order_relaxed);
 		any |= v[i];
 	}
+	any |= lifetime_violation_count();
 	if (getpid() != cfg.stats_pid && !any)
 		return;	/* a forked child that did nothing itself */
 	if (!any && !sh.active && !libibverbs_loaded())
@@ -1127,7 +1129,8 @@ __attribute__((destructor)) static void shim_unload(void)
 				      i < FN_COUNT ? fns[i].stat : stat_names[i - FN_COUNT],
 				      (unsigned long long)v[i]);
 	if (n < sizeof(line))
-		n += (size_t)snprintf(line + n, sizeof(line) - n, " failures=%llu\n",
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " violations=%llu failures=%llu\n",
+				      (unsigned long long)lifetime_violation_count(),
 				      (unsigned long long)(v[S_MARK_FAILURES] + v[S_UNMARK_FAILURES]));
 	if (n >= sizeof(line))
 		n = sizeof(line) - 1;
