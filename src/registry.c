@@ -51,6 +51,9 @@ void registry_init(void)
 	struct node_alloc alloc;
 
 	arena_init(&reg.arena);
+	/* Probe MADV_POPULATE_WRITE now, not inside the first pin (whose
+	 * pre-fault may skip pages pagemap shows ready already). */
+	(void)vm_has_populate();
 	alloc = arena_node_alloc(&reg.arena);
 	range_map_init(&reg.pages, &alloc);
 	range_map_init(&reg.edges, &alloc);
@@ -218,6 +221,12 @@ static enum range_mark mark_for(const struct vma_info *v, uintptr_t start, uintp
 		    (!(v->flags & VMA_FILE) || (v->flags & VMA_HUGETLB)) &&
 		    (start > v->start || end < v->end))
 			return MARK_PROBE;
+		/*
+		 * A whole VMA (a buffer mmap()ed and registered whole): marking
+		 * it may change no bounds either way, and a probe on part of it
+		 * would be a madvise() where the application's own DONTFORK
+		 * asks for none.  smaps decides.
+		 */
 		return MARK_NEED_VMFLAGS;
 	}
 	if (v->flags & VMA_IO)

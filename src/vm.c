@@ -62,19 +62,24 @@ _Static_assert(sizeof(struct procmap_query) == 104, "struct procmap_query layout
 static enum vm_source forced_source;
 
 /*
- * One /proc/self/maps descriptor for the ioctl, kept open (O_CLOEXEC).  It
- * names the mm of the process that opened it, so a child (forked, or a raw
- * clone() that ran no atfork handler) must not use its parent's: the pid is
- * compared on every use and the file reopened on a change.  If the
- * application closed it behind our back the ioctl fails (EBADF, or ENOTTY on
- * whatever reused the number) and the file is reopened once.
+ * Descriptors kept open (O_CLOEXEC): /proc/self/maps for the ioctl and
+ * /proc/self/pagemap.  Each names the mm of the process that opened it, so
+ * a child (forked, or a raw clone() that ran no atfork handler) must not
+ * use its parent's: the pid is compared on every use and the file reopened
+ * on a change.  If the application closed one behind our back the call
+ * fails (EBADF, or ENOTTY on whatever reused the number) and it is
+ * reopened once.
  */
-static struct {
-	pthread_mutex_t lock;
+struct cached_fd {
+	const char *path;
 	int fd;
 	pid_t pid;
-	int supported;		/* 1 yes, -1 no, 0 not probed yet */
-} pmq = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+};
+
+static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cached_fd maps_fd = { "/proc/self/maps", -1, 0 };
+static struct cached_fd pagemap_fd = { "/proc/self/pagemap", -1, 0 };
+static int pmq_supported;	/* 1 yes, -1 no, 0 not probed yet */
 
 /*
  * A descriptor the library keeps must not take the lowest free number: an
@@ -97,24 +102,23 @@ static int fd_out_of_the_way(int fd)
 	return high;
 }
 
-static int pmq_fd(bool reopen)
+static int cached_fd_get(struct cached_fd *c, bool reopen)
 {
 	pid_t pid = getpid();
 	int fd;
 
-	pthread_mutex_lock(&pmq.lock);
-	if (pmq.fd >= 0 && (reopen || pmq.pid != pid)) {
-		if (pmq.pid == pid)
-			close(pmq.fd);	/* a child's copy is closed by it as well: fine */
-		pmq.fd = -1;
+	pthread_mutex_lock(&fd_lock);
+	if (c->fd >= 0 && (reopen || c->pid != pid)) {
+		if (c->pid == pid)
+			close(c->fd);	/* a child's copy is closed by it as well: fine */
+		c->fd = -1;
 	}
-	if (pmq.fd < 0) {
-		pmq.fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-		pmq.pid = pid;
-		pmq.fd = fd_out_of_the_way(pmq.fd);
+	if (c->fd < 0) {
+		c->fd = fd_out_of_the_way(open(c->path, O_RDONLY | O_CLOEXEC));
+		c->pid = pid;
 	}
-	fd = pmq.fd;
-	pthread_mutex_unlock(&pmq.lock);
+	fd = c->fd;
+	pthread_mutex_unlock(&fd_lock);
 	return fd;
 }
 
@@ -152,7 +156,7 @@ static int pmq_query(uintptr_t addr, bool next, struct vma_info *v)
 	int fd, err;
 
 	for (;;) {
-		fd = pmq_fd(retried);
+		fd = cached_fd_get(&maps_fd, retried);
 		if (fd < 0)
 			return -errno;
 		q = (struct procmap_query){
@@ -166,18 +170,18 @@ static int pmq_query(uintptr_t addr, bool next, struct vma_info *v)
 		if (err == ENOENT)
 			return -ENOENT;
 		if (!retried && (err == EBADF || err == ENOTTY || err == EINVAL) &&
-		    pmq.supported > 0) {
+		    pmq_supported > 0) {
 			retried = true;	/* our descriptor was closed or reused */
 			continue;
 		}
 		if (err == ENOTTY || err == EINVAL) {
-			if (!pmq.supported)
-				pmq.supported = -1;	/* before 6.11: parse maps */
+			if (!pmq_supported)
+				pmq_supported = -1;	/* before 6.11: parse maps */
 			return -ENOTTY;
 		}
 		return -err;
 	}
-	pmq.supported = 1;
+	pmq_supported = 1;
 	vma_from_query(&q, v);
 	return 0;
 }
@@ -186,9 +190,9 @@ bool vm_has_procmap_query(void)
 {
 	struct vma_info v;
 
-	if (!pmq.supported)
+	if (!pmq_supported)
 		pmq_query((uintptr_t)&v, false, &v);	/* our stack: always mapped */
-	return pmq.supported > 0;
+	return pmq_supported > 0;
 }
 
 void vm_force_source(enum vm_source source)
@@ -389,8 +393,13 @@ static bool smaps_line(void *ctx, char *line, char *eol)
 		return true;
 	case 'V':
 		if (w->have_cur && eol - line >= 8 && !memcmp(line, "VmFlags:", 8)) {
+			bool last = w->cur.end >= w->end;
+
 			parse_vmflags(line + 8, eol, &w->cur);
 			walk_emit(w);
+			/* Done: reading on would make the kernel walk the next VMA. */
+			if (last)
+				return false;
 		}
 		return !w->ret;
 	default:
@@ -523,6 +532,7 @@ int vm_madvise(uintptr_t start, uintptr_t end, int advice)
 static pthread_once_t populate_once = PTHREAD_ONCE_INIT;
 static bool populate_supported;
 static bool populate_forced_off;
+static bool populate_always;
 
 static void probe_populate(void)
 {
@@ -546,8 +556,72 @@ void vm_force_populate_fallback(bool force)
 	populate_forced_off = force;
 }
 
+void vm_force_populate_always(bool force)
+{
+	populate_always = force;
+}
+
+#define PM_PRESENT	(1ull << 63)
+#define PM_SWAPPED	(1ull << 62)
+#define PM_FILE		(1ull << 61)
+#define PM_EXCLUSIVE	(1ull << 56)
+
+/*
+ * Whether every base page of [start, end) is already what a pre-fault would
+ * make it: present, and for @write an anonymous page mapped only here (a
+ * device's write pin then reuses that very page, even through a
+ * write-protected PTE).  One pread of /proc/self/pagemap per 512 pages
+ * instead of a GUP walk per page (MADV_POPULATE_WRITE costs ~0.6 us per
+ * present page here).  The shared zero page is never exclusive; a COW page
+ * still shared with a child is not; a private file page not yet copied is
+ * PM_FILE.  Return 1 (ready), 0 (fault in; also when pagemap may not be
+ * opened: a setuid process is not dumpable and its pagemap is root's 0400)
+ * or -errno when the file cannot be opened for another reason (EMFILE...).
+ */
+static int pages_ready(uintptr_t start, uintptr_t end, bool write)
+{
+	static pid_t denied;	/* a setuid process may not open its own pagemap */
+	const size_t ps = vm_base_page_size();
+	uint64_t e[512];
+	int fd;
+
+	if (denied && denied == getpid())
+		return 0;
+	fd = cached_fd_get(&pagemap_fd, false);
+	if (fd < 0) {
+		if (errno != EACCES && errno != EPERM)
+			return -errno;
+		denied = getpid();
+		return 0;	/* no permission (not dumpable): fault in as always */
+	}
+	while (start < end) {
+		size_t n = (end - start) / ps;
+		ssize_t got;
+
+		if (n > 512)
+			n = 512;
+		got = pread(fd, e, n * sizeof(e[0]), (off_t)(start / ps * sizeof(e[0])));
+		if (got != (ssize_t)(n * sizeof(e[0])))
+			return 0;
+		for (size_t i = 0; i < n; i++) {
+			if ((e[i] & (PM_PRESENT | PM_SWAPPED)) != PM_PRESENT)
+				return 0;
+			if (write && (e[i] & (PM_EXCLUSIVE | PM_FILE)) != PM_EXCLUSIVE)
+				return 0;
+		}
+		start += n * ps;
+	}
+	return 1;
+}
+
 int vm_populate(uintptr_t start, uintptr_t end, bool write, size_t page_size)
 {
+	if (page_size == vm_base_page_size() && !populate_always) {
+		int ready = pages_ready(start, end, write);
+
+		if (ready)
+			return ready < 0 ? ready : 0;
+	}
 	if (vm_has_populate())
 		return vm_madvise(start, end, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
 

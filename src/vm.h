@@ -80,6 +80,8 @@ int vm_madvise(uintptr_t start, uintptr_t end, int advice);
  * else readable.  Uses MADV_POPULATE_{WRITE,READ}; on kernels without it
  * (before 5.14) touches one byte per @page_size page with an atomic add of
  * zero, which takes a write fault but cannot lose another thread's store.
+ * Base pages that /proc/self/pagemap shows present (and for @write,
+ * anonymous and mapped only here) are left alone: nothing to do.
  * Data never changes.  Returns 0 or -errno.
  */
 int vm_populate(uintptr_t start, uintptr_t end, bool write, size_t page_size);
@@ -89,5 +91,11 @@ bool vm_has_populate(void);
 
 /* Test hook: pretend MADV_POPULATE_* is missing, to run the fallback here. */
 void vm_force_populate_fallback(bool force);
+
+/*
+ * Test hook: fault in even when /proc/self/pagemap shows every page present
+ * and exclusive already (vm_populate() skips the work then).
+ */
+void vm_force_populate_always(bool force);
 
 #endif

@@ -1,0 +1,644 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * range_bench: libsafepin's core API (safepin_pin/safepin_unpin) against
+ * libibverbs' fork support (ibv_fork_init + ibv_dontfork_range /
+ * ibv_dofork_range, exported by libibverbs without any RDMA device), side
+ * by side in one process, on the same inputs (same seed, same offsets):
+ *
+ *   rereg-64k    16 pre-faulted 64 KiB buffers, pin + unpin of each in turn
+ *   rereg-1m     one pre-faulted 1 MiB buffer, pin + unpin
+ *   rereg-1m-vma the same buffer as a VMA of its own (guard pages around):
+ *                registered whole (libsafepin reads smaps, see
+ *                docs/bench/range-analysis.md)
+ *   (rereg-* buffers other than -vma sit inside one larger mapping)
+ *   rereg-held   pin + unpin of a buffer another registration keeps live
+ *   random       random 1-16 page ranges in a 1 GiB arena, pin + unpin
+ *   nested       4 ranges nested in a random 16-page range, in and out
+ *   overlap      32 live ranges churning in a random 64-page window
+ *   live-N       N live ranges (1-16 pages) under one arena-wide range;
+ *                the cost of one more pin + unpin (O(log N)) and the
+ *                library's memory per live range (RssAnon delta / N)
+ *   threads-T    random disjoint pin + unpin from T threads (own halves)
+ *   prefault     safepin_pin of a fresh 256 MiB buffer vs
+ *                MADV_POPULATE_WRITE vs first touch (one store per page)
+ *
+ * madvise() calls are counted by defining madvise() in this executable:
+ * the dynamic linker binds both libraries' calls (through their PLT) to
+ * the executable's definition first, which counts and makes the syscall.
+ * No LD_PRELOAD, no ptrace; bench/run-range-bench cross-checks it with
+ * strace -c.  Marking calls (DONTFORK/DOFORK/WIPEONFORK/KEEPONFORK) and
+ * populate calls are counted apart.  The VMA count is the number of lines
+ * of /proc/self/maps after each workload.
+ *
+ *   range_bench [-n PAIRS] [-q] [-t TSV_PREFIX] [-M MARKDOWN]
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <safepin/safepin.h>
+
+/* Exported by libibverbs (IBVERBS_1.1) but not declared in rdma-core 44's headers. */
+int ibv_fork_init(void);
+int ibv_dontfork_range(void *base, size_t size);
+int ibv_dofork_range(void *base, size_t size);
+int ibv_is_fork_initialized(void);	/* 1.13: 0 disabled, 1 enabled, 2 unneeded */
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define PAGE 4096ul
+#define ARENA (1ul << 30)
+#define ARENA_PAGES (ARENA / PAGE)
+
+/* --- madvise counter ---------------------------------------------------- */
+
+static atomic_uint_fast64_t n_mark, n_populate;
+
+int madvise(void *addr, size_t len, int advice)
+{
+	switch (advice) {
+	case MADV_DONTFORK:
+	case MADV_DOFORK:
+	case MADV_WIPEONFORK:
+	case MADV_KEEPONFORK:
+		atomic_fetch_add(&n_mark, 1);
+		break;
+	case MADV_POPULATE_WRITE:
+	case MADV_POPULATE_WRITE - 1:
+		atomic_fetch_add(&n_populate, 1);
+		break;
+	default:
+		break;
+	}
+	return (int)syscall(SYS_madvise, addr, len, advice);
+}
+
+/* --- the two libraries -------------------------------------------------- */
+
+struct lib {
+	const char *name;
+	int (*pin)(void *addr, size_t len);
+	int (*unpin)(void *addr, size_t len);
+};
+
+static int sp_pin(void *a, size_t l)
+{
+	return safepin_pin(a, l, 0);
+}
+
+static int sp_unpin(void *a, size_t l)
+{
+	return safepin_unpin(a, l);
+}
+
+static int ibv_pin(void *a, size_t l)
+{
+	return ibv_dontfork_range(a, l);
+}
+
+static int ibv_unpin(void *a, size_t l)
+{
+	return ibv_dofork_range(a, l);
+}
+
+static const struct lib libs[] = {
+	{ "libsafepin", sp_pin, sp_unpin },
+	{ "libibverbs", ibv_pin, ibv_unpin },
+};
+#define NLIBS 2
+
+static void must(int ret, const char *what, const struct lib *lib)
+{
+	if (ret) {
+		fprintf(stderr, "range_bench: %s (%s) failed: %d (errno %d)\n", what, lib->name,
+			ret, errno);
+		exit(1);
+	}
+}
+
+#define PIN(lib, a, l) must((lib)->pin((a), (l)), "pin", (lib))
+#define UNPIN(lib, a, l) must((lib)->unpin((a), (l)), "unpin", (lib))
+
+/* --- helpers ------------------------------------------------------------ */
+
+static double now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static long vma_count(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	long n = 0;
+	int c;
+
+	if (!f)
+		return -1;
+	while ((c = getc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+static long rss_anon_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	long kb = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static void *map_faulted(size_t len)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	madvise(p, len, MADV_NOHUGEPAGE);	/* same 4 KiB pages for both libraries */
+	for (size_t i = 0; i < len; i += PAGE)
+		p[i] = 1;
+	return p;
+}
+
+/* xorshift: the same sequence for both libraries. */
+static uint64_t rng;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* --- results ------------------------------------------------------------ */
+
+struct result {
+	char workload[16];
+	double us_per_pair[NLIBS];
+	double mark_calls[NLIBS];	/* marking madvise per pair */
+	double populate_calls[NLIBS];
+	long vmas[NLIBS];
+	double bytes_per_range[NLIBS];	/* live-N only */
+	long n;				/* live-N: N */
+};
+
+static struct result results[32];
+static size_t nresults;
+static char *arena;
+static long pairs = 20000;
+
+struct meter {
+	double t0;
+	uint64_t m0, p0;
+};
+
+static void meter_start(struct meter *m)
+{
+	m->m0 = atomic_load(&n_mark);
+	m->p0 = atomic_load(&n_populate);
+	m->t0 = now_us();
+}
+
+static void meter_stop(struct meter *m, struct result *r, int li, long n)
+{
+	double t = now_us() - m->t0;
+
+	r->us_per_pair[li] = t / (double)n;
+	r->mark_calls[li] = (double)(atomic_load(&n_mark) - m->m0) / (double)n;
+	r->populate_calls[li] = (double)(atomic_load(&n_populate) - m->p0) / (double)n;
+	r->vmas[li] = vma_count();
+}
+
+static struct result *new_result(const char *name)
+{
+	struct result *r = &results[nresults++];
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->workload, sizeof(r->workload), "%s", name);
+	return r;
+}
+
+/* --- workloads ---------------------------------------------------------- */
+
+/*
+ * @whole: each buffer is a VMA of its own (PROT_NONE guard pages around it,
+ * as a buffer mmap()ed and registered whole); else buffers sit inside one
+ * larger mapping (malloc/pool style).
+ */
+static void wl_rereg(struct result *r, int li, size_t buf_len, int nbufs, long n, bool whole)
+{
+	const struct lib *lib = &libs[li];
+	size_t stride = buf_len + PAGE;
+	char *map = map_faulted(stride * (size_t)nbufs + PAGE), *b = map + PAGE;
+	struct meter m;
+
+	for (int i = 0; i <= nbufs; i++)
+		if (whole)
+			mprotect(map + (size_t)i * stride, PAGE, PROT_NONE);
+
+	for (int i = 0; i < nbufs; i++) {	/* warm: first registration of each */
+		PIN(lib, b + (size_t)i * stride, stride - PAGE);
+		UNPIN(lib, b + (size_t)i * stride, stride - PAGE);
+	}
+	meter_start(&m);
+	for (long i = 0; i < n; i++) {
+		char *p = b + (size_t)(i % nbufs) * stride;
+
+		PIN(lib, p, stride - PAGE);
+		UNPIN(lib, p, stride - PAGE);
+	}
+	meter_stop(&m, r, li, n);
+	munmap(map, stride * (size_t)nbufs + PAGE);
+}
+
+static void wl_rereg_held(struct result *r, int li, long n)
+{
+	const struct lib *lib = &libs[li];
+	size_t len = 16 * PAGE;
+	char *b = map_faulted(len);
+	struct meter m;
+
+	PIN(lib, b, len);
+	meter_start(&m);
+	for (long i = 0; i < n; i++) {
+		PIN(lib, b, len);
+		UNPIN(lib, b, len);
+	}
+	meter_stop(&m, r, li, n);
+	UNPIN(lib, b, len);
+	munmap(b, len);
+}
+
+static void rand_range(size_t span_pages, size_t *first, size_t *npages)
+{
+	*npages = 1 + rnd() % 16;
+	*first = rnd() % (span_pages - *npages);
+}
+
+static void wl_random(struct result *r, int li, long n)
+{
+	const struct lib *lib = &libs[li];
+	struct meter m;
+
+	rng = 0x9e3779b97f4a7c15ull;
+	meter_start(&m);
+	for (long i = 0; i < n; i++) {
+		size_t first, np;
+
+		rand_range(ARENA_PAGES, &first, &np);
+		PIN(lib, arena + first * PAGE, np * PAGE);
+		UNPIN(lib, arena + first * PAGE, np * PAGE);
+	}
+	meter_stop(&m, r, li, n);
+}
+
+static void wl_nested(struct result *r, int li, long n)
+{
+	const struct lib *lib = &libs[li];
+	struct meter m;
+	long done = 0;
+
+	rng = 0x243f6a8885a308d3ull;
+	meter_start(&m);
+	while (done < n) {
+		size_t first = rnd() % (ARENA_PAGES - 16);
+		char *p = arena + first * PAGE;
+
+		for (size_t k = 0; k < 4; k++)
+			PIN(lib, p + k * PAGE, (16 - 2 * k) * PAGE);
+		for (size_t k = 4; k--;)
+			UNPIN(lib, p + k * PAGE, (16 - 2 * k) * PAGE);
+		done += 4;
+	}
+	meter_stop(&m, r, li, done);
+}
+
+static void wl_overlap(struct result *r, int li, long n)
+{
+	const struct lib *lib = &libs[li];
+	enum { LIVE = 32, WINDOW = 64 };
+	struct { size_t first, np; } ring[LIVE];
+	size_t base;
+	struct meter m;
+
+	rng = 0x13198a2e03707344ull;
+	base = rnd() % (ARENA_PAGES - WINDOW);
+	for (int i = 0; i < LIVE; i++) {
+		rand_range(WINDOW, &ring[i].first, &ring[i].np);
+		PIN(lib, arena + (base + ring[i].first) * PAGE, ring[i].np * PAGE);
+	}
+	meter_start(&m);
+	for (long i = 0; i < n; i++) {
+		int k = (int)(i % LIVE);
+
+		UNPIN(lib, arena + (base + ring[k].first) * PAGE, ring[k].np * PAGE);
+		rand_range(WINDOW, &ring[k].first, &ring[k].np);
+		PIN(lib, arena + (base + ring[k].first) * PAGE, ring[k].np * PAGE);
+	}
+	meter_stop(&m, r, li, n);
+	for (int i = 0; i < LIVE; i++)
+		UNPIN(lib, arena + (base + ring[i].first) * PAGE, ring[i].np * PAGE);
+}
+
+static void wl_live(struct result *r, int li, long live, long n)
+{
+	const struct lib *lib = &libs[li];
+	size_t (*ranges)[2] = malloc(sizeof(*ranges) * (size_t)live);
+	long rss0, rss1;
+	struct meter m;
+
+	if (!ranges)
+		exit(1);
+	rng = 0xa4093822299f31d0ull;
+	for (long i = 0; i < live; i++)
+		rand_range(ARENA_PAGES, &ranges[i][0], &ranges[i][1]);
+	/* One range over the whole arena: the live ones split no VMA. */
+	PIN(lib, arena, ARENA);
+	rss0 = rss_anon_kb();
+	for (long i = 0; i < live; i++)
+		PIN(lib, arena + ranges[i][0] * PAGE, ranges[i][1] * PAGE);
+	rss1 = rss_anon_kb();
+	meter_start(&m);
+	for (long i = 0; i < n; i++) {
+		size_t first, np;
+
+		rand_range(ARENA_PAGES, &first, &np);
+		PIN(lib, arena + first * PAGE, np * PAGE);
+		UNPIN(lib, arena + first * PAGE, np * PAGE);
+	}
+	meter_stop(&m, r, li, n);
+	r->bytes_per_range[li] = (double)(rss1 - rss0) * 1024.0 / (double)live;
+	r->n = live;
+	for (long i = 0; i < live; i++)
+		UNPIN(lib, arena + ranges[i][0] * PAGE, ranges[i][1] * PAGE);
+	UNPIN(lib, arena, ARENA);
+	free(ranges);
+}
+
+struct thr {
+	const struct lib *lib;
+	char *base;
+	size_t pages;
+	long n;
+	uint64_t seed;
+};
+
+static void *thr_main(void *arg)
+{
+	struct thr *t = arg;
+	uint64_t s = t->seed;
+
+	for (long i = 0; i < t->n; i++) {
+		size_t np, first;
+
+		s ^= s << 13;
+		s ^= s >> 7;
+		s ^= s << 17;
+		np = 1 + s % 16;
+		first = (s >> 8) % (t->pages - np);
+		PIN(t->lib, t->base + first * PAGE, np * PAGE);
+		UNPIN(t->lib, t->base + first * PAGE, np * PAGE);
+	}
+	return NULL;
+}
+
+/* us_per_pair here is wall time / total pairs: lower with 2 threads = scales. */
+static void wl_threads(struct result *r, int li, int nthreads, long n)
+{
+	pthread_t tid[2];
+	struct thr t[2];
+	struct meter m;
+
+	meter_start(&m);
+	for (int i = 0; i < nthreads; i++) {
+		t[i] = (struct thr){ &libs[li], arena + (size_t)i * (ARENA / 2), ARENA_PAGES / 2,
+				     n / nthreads, 0x9e3779b97f4a7c15ull + (uint64_t)i };
+		pthread_create(&tid[i], NULL, thr_main, &t[i]);
+	}
+	for (int i = 0; i < nthreads; i++)
+		pthread_join(tid[i], NULL);
+	meter_stop(&m, r, li, n / nthreads * nthreads);
+}
+
+/* --- pre-fault throughput ------------------------------------------------ */
+
+static double prefault_gibs(int how, size_t len)
+{
+	double best = 0;
+
+	for (int rep = 0; rep < 3; rep++) {
+		char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		double t0, t;
+
+		if (p == MAP_FAILED)
+			exit(1);
+		madvise(p, len, MADV_NOHUGEPAGE);
+		t0 = now_us();
+		if (how == 0) {
+			if (safepin_pin(p, len, 0))
+				exit(1);
+		} else if (how == 1) {
+			if (madvise(p, len, MADV_POPULATE_WRITE))
+				exit(1);
+		} else {
+			for (size_t i = 0; i < len; i += PAGE)
+				((volatile char *)p)[i] = 0;
+		}
+		t = now_us() - t0;
+		if (how == 0)
+			safepin_unpin(p, len);
+		munmap(p, len);
+		if ((double)len / t * 1e6 / (1u << 30) > best)
+			best = (double)len / t * 1e6 / (1u << 30);
+	}
+	return best;
+}
+
+/* --- main ------------------------------------------------------------------ */
+
+static void run_both(const char *name, void (*fn)(struct result *, int, long), long n)
+{
+	struct result *r = new_result(name);
+
+	for (int li = 0; li < NLIBS; li++)
+		fn(r, li, n);
+}
+
+static void rereg64k(struct result *r, int li, long n)
+{
+	wl_rereg(r, li, 64 << 10, 16, n, false);
+}
+
+static void rereg1m(struct result *r, int li, long n)
+{
+	wl_rereg(r, li, 1 << 20, 1, n, false);
+}
+
+static void rereg1m_vma(struct result *r, int li, long n)
+{
+	wl_rereg(r, li, 1 << 20, 1, n, true);
+}
+
+static void threads1(struct result *r, int li, long n)
+{
+	wl_threads(r, li, 1, n);
+}
+
+static void threads2(struct result *r, int li, long n)
+{
+	wl_threads(r, li, 2, n);
+}
+
+int main(int argc, char **argv)
+{
+	const char *tsv = NULL, *md = NULL;
+	static const long lives[] = { 1, 100, 10000, 100000 };
+	double pf[3];
+	FILE *f;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "n:t:M:")) != -1) {
+		switch (opt) {
+		case 'n':
+			pairs = atol(optarg);
+			break;
+		case 't':
+			tsv = optarg;
+			break;
+		case 'M':
+			md = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: range_bench [-n PAIRS] [-t TSV_PREFIX] [-M MD]\n");
+			return 2;
+		}
+	}
+	if (ibv_fork_init() || ibv_is_fork_initialized() != 1) {
+		fprintf(stderr, "range_bench: libibverbs fork support not enabled (%d)\n",
+			ibv_is_fork_initialized());
+		return 1;
+	}
+	arena = map_faulted(ARENA);
+
+	run_both("rereg-64k", rereg64k, pairs);
+	run_both("rereg-1m", rereg1m, pairs / 10);
+	run_both("rereg-1m-vma", rereg1m_vma, pairs / 100);
+	run_both("rereg-held", wl_rereg_held, pairs);
+	run_both("random", wl_random, pairs);
+	run_both("nested", wl_nested, pairs);
+	run_both("overlap", wl_overlap, pairs);
+	run_both("threads-1", threads1, pairs);
+	run_both("threads-2", threads2, pairs);
+	for (size_t i = 0; i < sizeof(lives) / sizeof(lives[0]); i++) {
+		char name[32];
+		struct result *r;
+
+		snprintf(name, sizeof(name), "live-%ld", lives[i]);
+		r = new_result(name);
+		for (int li = 0; li < NLIBS; li++)
+			wl_live(r, li, lives[i], pairs);
+	}
+	for (int how = 0; how < 3; how++)
+		pf[how] = prefault_gibs(how, 256u << 20);
+
+	printf("%-12s | %21s | %15s | %9s | %13s | %11s | %9s\n", "workload",
+	       "us per pin+unpin", "safepin faster", "mark/pair", "mark/pair",
+	       "populate", "VMAs");
+	printf("%-12s | %10s %10s | %15s | %9s | %13s | %11s | %4s %4s\n", "",
+	       "safepin", "ibverbs", "(ibv / safepin)", "safepin", "ibverbs",
+	       "safepin/pair", "sp", "ibv");
+	for (size_t i = 0; i < nresults; i++) {
+		struct result *r = &results[i];
+
+		printf("%-12s | %10.2f %10.2f | %14.2fx | %9.2f | %13.2f | %11.2f | %4ld %4ld\n",
+		       r->workload, r->us_per_pair[0], r->us_per_pair[1],
+		       r->us_per_pair[1] / r->us_per_pair[0], r->mark_calls[0], r->mark_calls[1],
+		       r->populate_calls[0], r->vmas[0], r->vmas[1]);
+	}
+	printf("\nmemory per live range (RssAnon delta / live ranges, bytes):\n");
+	for (size_t i = 0; i < nresults; i++)
+		if (results[i].n >= 10000)
+			printf("  %-11s safepin %6.1f   ibverbs %6.1f\n", results[i].workload,
+			       results[i].bytes_per_range[0], results[i].bytes_per_range[1]);
+	printf("\npre-fault of a fresh 256 MiB buffer (4 KiB pages), GiB/s:\n"
+	       "  safepin_pin %.2f   MADV_POPULATE_WRITE %.2f   first touch %.2f\n",
+	       pf[0], pf[1], pf[2]);
+
+	if (md && (f = fopen(md, "w"))) {
+		fprintf(f, "| workload | safepin us/pair | libibverbs us/pair | safepin faster "
+			"| marking madvise/pair safepin | libibverbs | populate/pair safepin "
+			"| VMAs safepin | VMAs libibverbs |\n");
+		fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+		for (size_t i = 0; i < nresults; i++) {
+			struct result *r = &results[i];
+
+			fprintf(f, "| %s | %.2f | %.2f | %.2fx | %.2f | %.2f | %.2f | %ld | %ld |\n",
+				r->workload, r->us_per_pair[0], r->us_per_pair[1],
+				r->us_per_pair[1] / r->us_per_pair[0], r->mark_calls[0],
+				r->mark_calls[1], r->populate_calls[0], r->vmas[0], r->vmas[1]);
+		}
+		fprintf(f, "\n| live ranges | safepin bytes/range | libibverbs bytes/range |\n"
+			"|---:|---:|---:|\n");
+		for (size_t i = 0; i < nresults; i++)
+			if (results[i].n >= 10000)
+				fprintf(f, "| %ld | %.1f | %.1f |\n", results[i].n,
+					results[i].bytes_per_range[0], results[i].bytes_per_range[1]);
+		fprintf(f, "\n| pre-fault, fresh 256 MiB | GiB/s |\n|---|---:|\n"
+			"| safepin_pin (mark + MADV_POPULATE_WRITE) | %.2f |\n"
+			"| MADV_POPULATE_WRITE alone | %.2f |\n| first touch | %.2f |\n",
+			pf[0], pf[1], pf[2]);
+		fclose(f);
+	}
+	if (tsv) {
+		char path[512];
+
+		snprintf(path, sizeof(path), "%s.tsv", tsv);
+		if ((f = fopen(path, "w"))) {
+			fprintf(f, "# workload\tsafepin_us\tibverbs_us\n");
+			for (size_t i = 0; i < nresults; i++)
+				if (!results[i].n)
+					fprintf(f, "%s\t%.3f\t%.3f\n", results[i].workload,
+						results[i].us_per_pair[0], results[i].us_per_pair[1]);
+			fclose(f);
+		}
+		snprintf(path, sizeof(path), "%s-live.tsv", tsv);
+		if ((f = fopen(path, "w"))) {
+			fprintf(f, "# live\tsafepin_us\tibverbs_us\tsafepin_B\tibverbs_B\n");
+			for (size_t i = 0; i < nresults; i++)
+				if (results[i].n)
+					fprintf(f, "%ld\t%.3f\t%.3f\t%.1f\t%.1f\n", results[i].n,
+						results[i].us_per_pair[0], results[i].us_per_pair[1],
+						results[i].bytes_per_range[0],
+						results[i].bytes_per_range[1]);
+			fclose(f);
+		}
+	}
+	munmap(arena, ARENA);
+	return 0;
+}
