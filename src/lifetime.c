@@ -85,6 +85,13 @@ bool lifetime_any_live(void)
 	return atomic_load_explicit(&ever_pinned, memory_order_relaxed);
 }
 
+/* Counted with the registry lock held, before it is released: a thread that
+ * registers next sees the counter already up (the report may come later). */
+static void count_locked(size_t total)
+{
+	atomic_fetch_add_explicit(&violations, total, memory_order_relaxed);
+}
+
 void lifetime_report(enum safepin_violation_kind kind, uintptr_t start, uintptr_t end,
 		     const struct lt_hit *hits, size_t nhits, size_t total, bool monitor)
 {
@@ -93,7 +100,6 @@ void lifetime_report(enum safepin_violation_kind kind, uintptr_t start, uintptr_
 
 	if (!total)
 		return;
-	atomic_fetch_add_explicit(&violations, total, memory_order_relaxed);
 	for (size_t i = 0; i < nhits; i++) {
 		sp_log(SP_LOG_ERROR, "violation: %s of %#lx-%#lx while registered: registration "
 		       "%#lx+%zu%s (%s); its pages there are no longer protected or counted",
@@ -137,6 +143,7 @@ void lifetime_app_call(enum safepin_violation_kind kind, uintptr_t start, uintpt
 	}
 	if (call(ctx, &start, &end) && start < end)
 		total = registry_violation_locked(start, end, gone, hits, MAX_HITS);
+	count_locked(total);
 	registry_unlock();
 	lifetime_report(kind, start, end, hits, total < MAX_HITS ? total : MAX_HITS, total, false);
 }
@@ -172,6 +179,7 @@ void lifetime_app_free(uintptr_t start, uintptr_t end, uintptr_t (*call)(void *c
 	ge = (end + ps - 1) & ~(ps - 1);
 	if (total && gs < ge && !vm_for_each_vma(gs, ge, count_vma, &nvma) && !nvma)
 		total = registry_violation_locked(gs, ge, true, hits, MAX_HITS);
+	count_locked(total);
 	registry_unlock();
 	lifetime_report(SAFEPIN_VIOLATION_FREE_CALL, kept > start ? kept : start, end, hits,
 			total < MAX_HITS ? total : MAX_HITS, total, false);
@@ -381,6 +389,7 @@ static void *monitor_thread(void *unused)
 			if (n != (ssize_t)sizeof(m))
 				break;
 			handle(&m, &p[np]);
+			count_locked(p[np].total);
 			if (p[np].total)
 				np++;
 		}

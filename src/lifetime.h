@@ -69,7 +69,7 @@ void lifetime_forget_violated(void);
 void lifetime_pinned_locked(uintptr_t addr, size_t len, const struct reg_extent *ext);
 void lifetime_unpinned_locked(const struct reg_extent *ext);
 
-/* Log, count and (monitor) call back for one application action. */
+/* Log and call back for one application action (counted already). */
 void lifetime_report(enum safepin_violation_kind kind, uintptr_t start, uintptr_t end,
 		     const struct lt_hit *hits, size_t nhits, size_t total, bool monitor);
 uint64_t lifetime_violation_count(void);
