@@ -261,11 +261,15 @@ static void track(uintptr_t start, uintptr_t end)
 
 	if (!ioctl(mon.uffd, UFFDIO_REGISTER, &r)) {
 		mon.watched++;
+		sp_log(SP_LOG_DEBUG, "monitor: watching %#lx-%#lx (write-protect mode)",
+		       (unsigned long)start, (unsigned long)end);
 		return;
 	}
 	r.mode = UFFDIO_REGISTER_MODE_MISSING;
 	if (mon.missing_ok && !ioctl(mon.uffd, UFFDIO_REGISTER, &r)) {
 		mon.watched++;
+		sp_log(SP_LOG_DEBUG, "monitor: watching %#lx-%#lx (missing mode)",
+		       (unsigned long)start, (unsigned long)end);
 		return;
 	}
 	mon.unwatched++;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -87,6 +88,9 @@ int main(int argc, char **argv)
 	char *p, *q;
 
 	page = (size_t)sysconf(_SC_PAGESIZE);
+	/* A fixed mmap threshold: glibc raises it after an mmapped chunk is freed
+	 * (libibverbs does that), and freecall needs an mmapped chunk. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	len = N * page;
 	if (!strcmp(how, "freecall")) {
 		/* A malloc chunk big enough for glibc to mmap it. */
