@@ -228,14 +228,18 @@ static int child_checks(void)
 
 static void do_fork(void)
 {
-	int status;
+	int status = 0;
+	pid_t ret;
 	pid_t pid = fork();
 
 	if (pid < 0)
 		DIVERGE("fork: %s", strerror(errno));
 	if (pid == 0)
 		_exit(child_checks());
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+	/* libFuzzer's -timeout ticks SIGALRM: waitpid() sees EINTR. */
+	while ((ret = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (ret != pid || !WIFEXITED(status) || WEXITSTATUS(status))
 		DIVERGE("the child of fork() failed its checks (status %#x)", status);
 	/* The parent's data is untouched by pre-fault and fork. */
 	for (size_t p = 0; p < NP; p++)
