@@ -18,8 +18,9 @@
  *          child cannot move (counted) but breaking COW puts the parent's
  *          new copies on node 1 anyway.
  * alloc    safepin_alloc() on node 1 (base pages, THP and hugetlb) and free.
- * errors   node 2 (no such node: ENODEV), huge and negative numbers
- *          (EINVAL), nothing changed; the rxe device has no node.
+ * errors   node 2 (online, with a CPU but no memory: ENODEV), node 63 (no
+ *          such node: ENODEV), huge and negative numbers (EINVAL), nothing
+ *          changed; the rxe device has no node.
  *
  * Every page is checked with move_pages(2) status queries (nodes NULL),
  * made here with raw syscalls.  Exit 0 pass, 1 fail, 77 skip.
@@ -392,6 +393,34 @@ static void test_alloc(void)
 	CHECK(st1.live_registrations == st0.live_registrations, "registrations left");
 }
 
+/* Whether the sysfs node list @file ("online", "has_memory") contains @node. */
+static bool node_listed(const char *file, int node)
+{
+	char path[128], buf[256], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/devices/system/node/%s", file);
+	f = fopen(path, "re");
+	if (!f || !fgets(buf, sizeof(buf), f)) {
+		if (f)
+			fclose(f);
+		return false;
+	}
+	fclose(f);
+	for (p = buf; *p;) {
+		long lo = strtol(p, &p, 10), hi = lo;
+
+		if (*p == '-')
+			hi = strtol(p + 1, &p, 10);
+		if (node >= lo && node <= hi)
+			return true;
+		if (*p != ',')
+			break;
+		p++;
+	}
+	return false;
+}
+
 static void test_errors(void)
 {
 	char *p = map(4 * MIB);
@@ -401,6 +430,9 @@ static void test_errors(void)
 	unsigned long m[MASK_BITS / 64];
 	int vmas = count_vmas();
 
+	/* The guest's third node is the memoryless one the issue asks about. */
+	CHECK(node_listed("online", 2) && !node_listed("has_memory", 2),
+	      "node 2 should be online without memory (guest-run --numa)");
 	safepin_get_stats(&s0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int ret;
