@@ -369,7 +369,7 @@ static void child(const struct scenario *s, int k)
 	int err;
 
 	s->setup();
-	if (s->whole_process)
+	if (s->whole_process && !SANITIZED)
 		snapshot(snap0, sizeof(snap0));
 	fault_marks(fault_buf, FAULT_BUF_PAGES, m0);
 	s0 = stats();
@@ -421,7 +421,7 @@ static void child(const struct scenario *s, int k)
 	CHECK(err == inj.err, "the caller saw errno %d (%s), injected %d (%s)", err,
 	      strerror(err), inj.err, strerror(inj.err));
 	CHECK(!strcmp(m0, m1), "marks %s, were %s", m1, m0);
-	if (s->whole_process) {
+	if (s->whole_process && !SANITIZED) {
 		snapshot(snap1, sizeof(snap1));
 		if (strcmp(snap0, snap1))
 			fprintf(stderr, "before:\n%s\nafter:\n%s\n", snap0, snap1);

@@ -25,6 +25,19 @@
 
 #define PAGE 4096ul
 
+/* Sanitizer runtimes map memory of their own at any time (allocator,
+ * shadow): the whole-process VMA comparison is skipped under them. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 enum fault_kind {
 	FK_MADVISE,	/* detail: advice */
 	FK_MMAP,
