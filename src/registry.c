@@ -46,6 +46,16 @@ static struct {
 	uint64_t failures;
 } reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+/* Runs whose unmarking failed: see keep_stuck_locked(). */
+#define MAX_STUCK_RUNS 16
+
+struct run_list {
+	struct range_seg run[MAX_STUCK_RUNS];
+	size_t n;
+};
+
+static struct run_list stuck;
+
 void registry_init(void)
 {
 	struct node_alloc alloc;
@@ -107,6 +117,7 @@ void registry_reset_in_child(void)
 	range_map_forget(&reg.edges);
 	reg_table_forget(&reg.regs);
 	lifetime_forget_violated();
+	stuck.n = 0;
 	arena_release(&reg.arena);
 	reg.pages_marked = 0;
 	reg.madvise_calls = 0;
@@ -356,6 +367,10 @@ static int apply_mark(const struct range_seg *seg, bool set)
 		return 0;
 	reg.madvise_calls++;
 	ret = vm_madvise(seg->start, seg->end, advice_of(seg->mark, set));
+	/* Since 5.x madvise() reports a VMA split it could not make (the
+	 * vm.max_map_count limit included) as EAGAIN; we promise ENOMEM. */
+	if (ret == -EAGAIN)
+		ret = -ENOMEM;
 	if (ret) {
 		sp_log(SP_LOG_ERROR, "madvise(%#lx-%#lx, %s) failed: errno %d",
 		       (unsigned long)seg->start, (unsigned long)seg->end,
@@ -369,12 +384,59 @@ static int apply_mark(const struct range_seg *seg, bool set)
 	return 0;
 }
 
+/*
+ * Runs whose unmarking failed (madvise can fail to split a VMA at the
+ * vm.max_map_count limit).  They stay in the page counts with one count
+ * held here, so the pages remain ours: a later pin of them takes no
+ * madvise and does not mistake our mark for the application's, and each
+ * later pin or unpin retries the unmarking.  Bounded: beyond it the pages
+ * stay marked with nobody counting them (and stats.failures says so).
+ * The list itself is declared with the registry state above.
+ */
+
+/* range_seg_fn for 1->0 runs; @ctx: a run_list collecting the failures, or NULL. */
 static int unmark_run(void *ctx, const struct range_seg *seg)
 {
-	(void)ctx;
-	if (apply_mark(seg, false))
-		reg.failures++;	/* left marked: safe, but the child misses it */
+	struct run_list *failed = ctx;
+
+	if (!apply_mark(seg, false))
+		return 0;
+	reg.failures++;
+	if (failed && failed->n < MAX_STUCK_RUNS)
+		failed->run[failed->n++] = *seg;
 	return 0;
+}
+
+/* Count the runs that are still marked again, on behalf of the stuck list. */
+static void keep_stuck_locked(const struct run_list *failed)
+{
+	for (size_t i = 0; i < failed->n; i++) {
+		const struct range_seg *run = &failed->run[i];
+
+		if (stuck.n == MAX_STUCK_RUNS ||
+		    range_map_add(&reg.pages, run->start, run->end, run, 1))
+			continue;	/* cannot track it: it stays marked, uncounted */
+		stuck.run[stuck.n++] = *run;
+	}
+}
+
+/* Subtract @start..@end, unmarking what drops to 0; failures stay stuck. */
+static void sub_and_unmark_locked(uintptr_t start, uintptr_t end)
+{
+	struct run_list failed = { .n = 0 };
+
+	range_map_sub(&reg.pages, start, end, unmark_run, &failed);
+	keep_stuck_locked(&failed);
+}
+
+static void retry_stuck_locked(void)
+{
+	struct run_list retry = stuck;
+
+	stuck.n = 0;
+	for (size_t i = 0; i < retry.n; i++)
+		if (!range_map_reserve(&reg.pages))
+			sub_and_unmark_locked(retry.run[i].start, retry.run[i].end);
 }
 
 /* --- edge pages: partially registered pages, restored in a child ---- */
@@ -432,7 +494,7 @@ static void edges_sub(const struct reg_extent *ext)
 /* Caller holds reg.lock. Undo a registration already counted and marked. */
 static void drop_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
 {
-	range_map_sub(&reg.pages, ext->start, ext->end, unmark_run, NULL);
+	sub_and_unmark_locked(ext->start, ext->end);
 	edges_sub(ext);
 	reg_table_del(&reg.regs, addr, len, ext);
 }
@@ -602,6 +664,8 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 	int ret;
 
 	registry_lock();
+	if (stuck.n)
+		retry_stuck_locked();
 	ret = describe_range(addr, len, &vmas, &ext);
 	if (!ret)
 		ret = count_and_mark_locked(addr, len, &vmas, &ext);
@@ -631,6 +695,8 @@ int registry_unpin(uintptr_t addr, size_t len)
 	int ret;
 
 	registry_lock();
+	if (stuck.n)
+		retry_stuck_locked();
 	/* A registration already reported violated goes first (lifetime section). */
 	ret = registry_unpin_violated_locked(addr, len);
 	if (ret != -ENOENT)

@@ -53,6 +53,12 @@ enum fault_kind {
 int fault_errno(enum fault_kind k, long detail);
 const char *fault_desc(enum fault_kind k, long detail);
 
+/* Outside fault_run(): make the next call of kind @k with @detail fail once
+ * (e.g. FK_MADVISE, MADV_DOFORK), with fault_errno()'s errno. */
+void fault_fail_next(enum fault_kind k, long detail);
+/* Whether that failure happened since. */
+bool fault_fired(void);
+
 /* Called by the wrappers (and fake devices): 0 to proceed, else the errno to fail with. */
 int fault_point(enum fault_kind k, long detail);
 

@@ -124,6 +124,41 @@ static const struct scenario scenarios[] = {
 	{ "fork with partial pages", overlapping_and_r, fork_op, nothing, TOLERATE_SNAPSHOT, true },
 };
 
+/*
+ * An unmarking madvise that fails (at the vm.max_map_count limit, say) must
+ * not leave a mark nobody owns: the pages stay counted as the library's, a
+ * later pin of them adds no madvise and mistakes nothing for the
+ * application's own DONTFORK, and the next unpin unmarks them.
+ */
+static int check_stuck_unmark_recovers(void)
+{
+	struct safepin_stats st = { .size = sizeof(st) };
+	char *b = fault_buf;	/* pages 0-3: private anonymous */
+	char marks[8];
+
+	if (safepin_pin(b, 4 * PAGE, 0))
+		return 1;
+	fault_fail_next(FK_MADVISE, MADV_DOFORK);
+	if (safepin_unpin(b, 4 * PAGE) || !fault_fired())
+		return 2;
+	fault_marks(b, 4, marks);
+	safepin_get_stats(&st);
+	printf("stuck: after a failed unmark: %s, live %lu, marked %lu\n", marks,
+	       (unsigned long)st.live_registrations, (unsigned long)st.pages_marked);
+	if (strcmp(marks, "DDDD") || st.live_registrations || st.pages_marked != 4)
+		return 3;
+	/* Pinning again: still ours (unmarked at its release), the retry unmarks nothing yet. */
+	if (safepin_pin(b + PAGE, PAGE, 0) || safepin_unpin(b + PAGE, PAGE))
+		return 4;
+	fault_marks(b, 4, marks);
+	safepin_get_stats(&st);
+	printf("stuck: after the next pin and unpin: %s, marked %lu\n", marks,
+	       (unsigned long)st.pages_marked);
+	if (strcmp(marks, "....") || st.pages_marked)
+		return 5;
+	return 0;
+}
+
 int main(void)
 {
 	int fails = 0;
@@ -144,6 +179,10 @@ int main(void)
 		return 1;
 	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
 		fails += fault_run(&scenarios[i]) < 0;
+	if (check_stuck_unmark_recovers()) {
+		printf("FAIL: a failed unmark left pages marked that nobody owns\n");
+		fails++;
+	}
 	fault_summary("test_fault_core");
 	return fails ? 1 : 0;
 }
