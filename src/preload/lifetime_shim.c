@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * The shim's half of lifetime violations (src/lifetime.c): interposed
+ * The shim's half of lifetime violations (src/core/lifetime.c): interposed
  * munmap, mremap, madvise, mmap/mmap64 (MAP_FIXED only), free and realloc
  * report registered memory the application takes away and drop it from the
  * registry's counts, so that memory mapped later at the same address is

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * The environment is parsed strictly (src/config.c): SAFEPIN_POLICY and
+ * The environment is parsed strictly (src/core/config.c): SAFEPIN_POLICY and
  * SAFEPIN_LOG accept exactly their documented words.  Anything else --
  * other case, spaces, numbers, "on", empty -- prints one clear line on
  * stderr and leaves the default (DONTFORK, never a weaker policy).  With
