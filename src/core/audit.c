@@ -126,17 +126,7 @@ static int collect(void *ctx, const struct vma_info *vma)
 {
 	struct vmas *l = ctx;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		struct vma_info *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n++] = *vma;
-	return 0;
+	return vma_push(&l->v, &l->n, &l->cap, vma);
 }
 
 /* First VMA ending after @addr. */

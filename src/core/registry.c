@@ -149,16 +149,8 @@ static int collect_vma(void *ctx, const struct vma_info *vma)
 		return -EFAULT;		/* a hole */
 	if (!(vma->flags & (VMA_READ | VMA_WRITE | VMA_EXEC)))
 		return -EFAULT;		/* PROT_NONE */
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 4;
-		struct vma_info *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n++] = *vma;
+	if (vma_push(&l->v, &l->n, &l->cap, vma))
+		return -ENOMEM;
 	l->want = vma->end;
 	return 0;
 }

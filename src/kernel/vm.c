@@ -739,3 +739,20 @@ SAFEPIN_EXPORT int safepin_vma_budget(struct safepin_vma_budget *budget)
 	       size - sizeof(b.size));
 	return 0;
 }
+
+/* --- growable VMA arrays (the registry's and the audit's) ----------------- */
+
+int vma_push(struct vma_info **v, size_t *n, size_t *cap, const struct vma_info *vma)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? 2 * *cap : 8;
+		struct vma_info *nv = realloc(*v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = *vma;
+	return 0;
+}

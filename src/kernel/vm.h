@@ -43,6 +43,9 @@ struct vma_info {
 
 typedef int (*vma_fn)(void *ctx, const struct vma_info *vma);
 
+/* Append @vma to a growable array (*@v, *@n used, *@cap allocated). 0 or -ENOMEM. */
+int vma_push(struct vma_info **v, size_t *n, size_t *cap, const struct vma_info *vma);
+
 size_t vm_base_page_size(void);
 
 /*
