@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "arena.h"
@@ -55,6 +56,14 @@ struct run_list {
 };
 
 static struct run_list stuck;
+
+/* Whole VMAs known to carry no mark of the application's: see mark_for(). */
+#define CLEAN_VMAS 16
+
+static struct {
+	uintptr_t start[CLEAN_VMAS], end[CLEAN_VMAS];
+	unsigned int next;
+} clean_vmas;
 
 void registry_init(void)
 {
@@ -118,6 +127,7 @@ void registry_reset_in_child(void)
 	reg_table_forget(&reg.regs);
 	lifetime_forget_violated();
 	stuck.n = 0;
+	memset(&clean_vmas, 0, sizeof(clean_vmas));
 	arena_release(&reg.arena);
 	reg.pages_marked = 0;
 	reg.madvise_calls = 0;
@@ -211,6 +221,40 @@ static int describe_range(uintptr_t addr, size_t len, struct vma_list *l,
 #define MARK_PROBE ((enum range_mark)(RANGE_MARK_WIPEONFORK + 1))
 #define MARK_NEED_VMFLAGS ((enum range_mark)(RANGE_MARK_WIPEONFORK + 2))
 
+/*
+ * Whole private VMAs that smaps showed without DONTFORK or WIPEONFORK, by
+ * bounds.  A buffer mmap()ed for DMA is registered whole, again and again,
+ * and each time smaps would walk the page tables of every VMA before it
+ * (milliseconds next to a large resident mapping).  A VMA found here is
+ * taken as carrying no mark of the application's.  What that gives up: if
+ * the application later marks that very VMA (or one remapped with the same
+ * bounds) DONTFORK itself, the library takes the mark for its own and
+ * removes it at the last unpin.  Small and round-robin: a miss costs one
+ * smaps read.  The cache itself is declared with the registry state above.
+ */
+static bool cacheable(const struct vma_info *v)
+{
+	return !(v->flags & VMA_SHARED) && (!(v->flags & VMA_FILE) || (v->flags & VMA_HUGETLB));
+}
+
+static bool clean_vma_known(const struct vma_info *v)
+{
+	for (unsigned int i = 0; i < CLEAN_VMAS; i++)
+		if (clean_vmas.start[i] == v->start && clean_vmas.end[i] == v->end)
+			return v->end != 0;
+	return false;
+}
+
+static void clean_vma_learn(const struct vma_info *v)
+{
+	if (!cacheable(v) || (v->flags & (VMA_DONTFORK | VMA_WIPEONFORK | VMA_IO)) ||
+	    clean_vma_known(v))
+		return;
+	clean_vmas.start[clean_vmas.next] = v->start;
+	clean_vmas.end[clean_vmas.next] = v->end;
+	clean_vmas.next = (clean_vmas.next + 1) % CLEAN_VMAS;
+}
+
 static enum range_mark mark_for(const struct vma_info *v, uintptr_t start, uintptr_t end)
 {
 	if (reg.unprotected || reg.policy == SAFEPIN_POLICY_KERNEL_COPY)
@@ -228,9 +272,12 @@ static enum range_mark mark_for(const struct vma_info *v, uintptr_t start, uintp
 		 * A whole VMA (a buffer mmap()ed and registered whole): marking
 		 * it may change no bounds either way, and a probe on part of it
 		 * would be a madvise() where the application's own DONTFORK
-		 * asks for none.  smaps decides.
+		 * asks for none.  smaps decides, unless it already did.
 		 */
-		return MARK_NEED_VMFLAGS;
+		if (!(cacheable(v) && (v->flags & VMA_WRITE) && clean_vma_known(v)))
+			return MARK_NEED_VMFLAGS;
+		return reg.policy == SAFEPIN_POLICY_ZERO_FILL && !(v->flags & VMA_HUGETLB) ?
+		       RANGE_MARK_WIPEONFORK : RANGE_MARK_DONTFORK;
 	}
 	if (v->flags & VMA_IO)
 		return RANGE_MARK_NONE;
@@ -250,6 +297,7 @@ static int fill_vmflags(void *ctx, const struct vma_info *vma)
 	for (size_t i = 0; i < l->n; i++) {
 		if (l->v[i].start == vma->start && l->v[i].end == vma->end) {
 			l->v[i] = *vma;
+			clean_vma_learn(vma);
 			break;
 		}
 	}

@@ -416,10 +416,20 @@ static bool smaps_line(void *ctx, char *line, char *eol)
 	}
 }
 
+static unsigned long smaps_reads;
+
+unsigned long vm_smaps_reads(void)
+{
+	return __atomic_load_n(&smaps_reads, __ATOMIC_RELAXED);
+}
+
 int vm_for_each_vma_smaps(uintptr_t start, uintptr_t end, vma_fn fn, void *ctx)
 {
 	struct vma_walk w = { .start = start, .end = end, .fn = fn, .ctx = ctx };
-	int ret = read_lines("/proc/self/smaps", smaps_line, &w);
+	int ret;
+
+	__atomic_add_fetch(&smaps_reads, 1, __ATOMIC_RELAXED);
+	ret = read_lines("/proc/self/smaps", smaps_line, &w);
 
 	if (!ret)
 		walk_emit(&w);

@@ -60,6 +60,8 @@ int vm_for_each_vma(uintptr_t start, uintptr_t end, vma_fn fn, void *ctx);
 
 /* The same from /proc/self/smaps: every field, VmFlags included (slow). */
 int vm_for_each_vma_smaps(uintptr_t start, uintptr_t end, vma_fn fn, void *ctx);
+/* How many times smaps was read (it is the expensive source; for tests). */
+unsigned long vm_smaps_reads(void);
 
 /* The VMA containing @addr (cheap source). Return 0, -ENOENT if unmapped, -errno. */
 int vm_vma_at(uintptr_t addr, struct vma_info *vma);

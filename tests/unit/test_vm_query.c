@@ -14,6 +14,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <safepin/safepin.h>
+
 #include "helpers.h"
 #include "vm.h"
 
@@ -335,6 +337,41 @@ static void test_fd_not_lowest(void **state)
 	munmap(m, PAGE);
 }
 
+/*
+ * A buffer mmap()ed and registered whole, again and again (what a verbs
+ * registration cache does): smaps is read the first time only, and every
+ * registration still marks and every release still unmarks.  A new VMA the
+ * application marked itself is still asked about, and its mark survives.
+ */
+static void test_whole_vma_reregistration(void **state)
+{
+	char *buf = map_anon(16 * PAGE, PROT_READ | PROT_WRITE, 0);
+	char *own = map_anon(8 * PAGE, PROT_READ | PROT_WRITE, 0);
+	unsigned long reads;
+
+	(void)state;
+	assert_int_equal(safepin_pin(buf, 16 * PAGE, 0), 0);
+	assert_true(vma_has_flag(buf, "dc"));
+	assert_int_equal(safepin_unpin(buf, 16 * PAGE), 0);
+	assert_false(vma_has_flag(buf, "dc"));
+	reads = vm_smaps_reads();
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(safepin_pin(buf, 16 * PAGE, 0), 0);
+		assert_true(vma_has_flag(buf + 15 * PAGE, "dc"));
+		assert_int_equal(safepin_unpin(buf, 16 * PAGE), 0);
+		assert_false(vma_has_flag(buf, "dc"));
+	}
+	assert_int_equal(vm_smaps_reads(), reads);
+
+	assert_int_equal(madvise(own, 8 * PAGE, MADV_DONTFORK), 0);
+	assert_int_equal(safepin_pin(own, 8 * PAGE, 0), 0);
+	assert_int_equal(vm_smaps_reads(), reads + 1);
+	assert_int_equal(safepin_unpin(own, 8 * PAGE), 0);
+	assert_true(vma_has_flag(own, "dc"));	/* the application's, kept */
+	munmap(own, 8 * PAGE);
+	munmap(buf, 16 * PAGE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -348,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_remap_same_address_maps),
 		cmocka_unit_test(test_shared_file_counted),
 		cmocka_unit_test(test_fd_not_lowest),
+		cmocka_unit_test(test_whole_vma_reregistration),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
