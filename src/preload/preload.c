@@ -678,6 +678,8 @@ EXPORT int shim_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *
 	rereg_mr_fn fn;
 	struct mr_node *old_node, *n = NULL;
 	struct mr_pin old = { 0, 0 }, new, lib_old;
+	struct mr_pin want, cur;
+	struct mr_rereg_plan plan;
 	bool old_pinned, new_pinned, pin_new, unpin_old;
 	int ret, saved;
 
@@ -698,19 +700,17 @@ EXPORT int shim_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *
 	old_pinned = old_node != NULL;
 	if (old_pinned)
 		old = old_node->pin;
-	if (flags & IBV_REREG_MR_CHANGE_TRANSLATION) {
-		new.addr = (uintptr_t)addr;
-		new.len = length;
-	} else if (old_pinned) {
-		new = old;
-	} else {
-		new.addr = (uintptr_t)mr->addr;
-		new.len = mr->length;
-	}
-	new_pinned = flags & IBV_REREG_MR_CHANGE_ACCESS ? pins_pages(new.len, (unsigned)access)
-							: old_pinned;
-	pin_new = new_pinned && (!old_pinned || (flags & IBV_REREG_MR_CHANGE_TRANSLATION));
-	unpin_old = old_pinned && (!new_pinned || (flags & IBV_REREG_MR_CHANGE_TRANSLATION));
+	want.addr = (uintptr_t)addr;
+	want.len = length;
+	cur.addr = (uintptr_t)mr->addr;
+	cur.len = mr->length;
+	mr_rereg_plan(&plan, old_pinned ? &old : NULL,
+		      flags & IBV_REREG_MR_CHANGE_TRANSLATION ? &want : NULL, &cur,
+		      flags & IBV_REREG_MR_CHANGE_ACCESS, access & IBV_ACCESS_ON_DEMAND);
+	new = plan.new;
+	new_pinned = plan.new_pinned;
+	pin_new = plan.pin_new;
+	unpin_old = plan.unpin_old;
 
 	if (new_pinned && !old_pinned) {
 		n = node_new();

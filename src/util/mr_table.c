@@ -107,3 +107,17 @@ struct mr_node *mr_table_take(struct mr_table *t, const void *key)
 	}
 	return n;
 }
+
+void mr_rereg_plan(struct mr_rereg_plan *plan, const struct mr_pin *old,
+		   const struct mr_pin *translation, const struct mr_pin *current,
+		   bool change_access, bool odp)
+{
+	if (translation)
+		plan->new = *translation;
+	else
+		plan->new = old ? *old : *current;
+	/* Without an access change the region keeps its kind (pinned or ODP). */
+	plan->new_pinned = change_access ? plan->new.len && !odp : old != NULL;
+	plan->pin_new = plan->new_pinned && (!old || translation);
+	plan->unpin_old = old && (!plan->new_pinned || translation);
+}

@@ -14,6 +14,7 @@
 #ifndef SAFEPIN_MR_TABLE_H
 #define SAFEPIN_MR_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,5 +66,24 @@ static inline size_t mr_table_count(const struct mr_table *t)
 {
 	return t->count;
 }
+
+/*
+ * What a re-registration does to a region's pin, decided before the device
+ * call (safepin_rereg_mr() and the shim's ibv_rereg_mr share it).
+ * @old: the region's pin, NULL if it has none; @translation: the new range
+ * (IBV_REREG_MR_CHANGE_TRANSLATION), NULL if unchanged; @current: the
+ * region's range as the device knows it; @change_access with @odp: the new
+ * access flags are given and ask for on-demand paging (which pins nothing).
+ */
+struct mr_rereg_plan {
+	struct mr_pin new;	/* the region's range afterwards */
+	bool new_pinned;	/* it pins pages afterwards */
+	bool pin_new;		/* pin @new before the device call */
+	bool unpin_old;		/* release the old pin once the call succeeded */
+};
+
+void mr_rereg_plan(struct mr_rereg_plan *plan, const struct mr_pin *old,
+		   const struct mr_pin *translation, const struct mr_pin *current,
+		   bool change_access, bool odp);
 
 #endif

@@ -177,9 +177,42 @@ static void test_many_keys(void **state)
 	assert_int_equal(test_alloc_live, 0);
 }
 
+/* Every combination of old pin, translation and access change. */
+static void test_rereg_plan(void **state)
+{
+	const struct mr_pin old = { 0x10000, 0x2000 }, want = { 0x40000, 0x3000 },
+			    cur = { 0x10000, 0x2000 }, empty = { 0x40000, 0 };
+	struct mr_rereg_plan p;
+
+	(void)state;
+	/* Access only, pinned stays pinned: nothing moves. */
+	mr_rereg_plan(&p, &old, NULL, &cur, true, false);
+	assert_true(p.new_pinned && !p.pin_new && !p.unpin_old);
+	assert_int_equal(p.new.addr, old.addr);
+	/* Translation: pin the new range first, release the old after. */
+	mr_rereg_plan(&p, &old, &want, &cur, false, false);
+	assert_true(p.new_pinned && p.pin_new && p.unpin_old);
+	assert_int_equal(p.new.addr, want.addr);
+	assert_int_equal(p.new.len, want.len);
+	/* To ODP: the old pin goes, nothing new. */
+	mr_rereg_plan(&p, &old, NULL, &cur, true, true);
+	assert_true(!p.new_pinned && !p.pin_new && p.unpin_old);
+	/* From ODP (no pin) to pinned: the current range gets pinned. */
+	mr_rereg_plan(&p, NULL, NULL, &cur, true, false);
+	assert_true(p.new_pinned && p.pin_new && !p.unpin_old);
+	assert_int_equal(p.new.addr, cur.addr);
+	/* ODP region, PD change only: stays unpinned. */
+	mr_rereg_plan(&p, NULL, NULL, &cur, false, false);
+	assert_true(!p.new_pinned && !p.pin_new && !p.unpin_old);
+	/* A zero-length new range pins nothing. */
+	mr_rereg_plan(&p, &old, &empty, &cur, true, false);
+	assert_true(!p.new_pinned && !p.pin_new && p.unpin_old);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rereg_plan),
 		cmocka_unit_test(test_find_and_take),
 		cmocka_unit_test(test_take_and_put_back),
 		cmocka_unit_test(test_stale_entry_replaced),
