@@ -89,6 +89,7 @@
 #include "lifetime.h"
 #include "log.h"
 #include "mr_table.h"
+#include "rereg_plan.h"
 #include "preload.h"
 #include "registry.h"
 
@@ -678,7 +679,6 @@ EXPORT int shim_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *
 	rereg_mr_fn fn;
 	struct mr_node *old_node, *n = NULL;
 	struct mr_pin old = { 0, 0 }, new, lib_old;
-	struct mr_pin want, cur;
 	struct mr_rereg_plan plan;
 	bool old_pinned, new_pinned, pin_new, unpin_old;
 	int ret, saved;
@@ -700,13 +700,7 @@ EXPORT int shim_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *
 	old_pinned = old_node != NULL;
 	if (old_pinned)
 		old = old_node->pin;
-	want.addr = (uintptr_t)addr;
-	want.len = length;
-	cur.addr = (uintptr_t)mr->addr;
-	cur.len = mr->length;
-	mr_rereg_plan(&plan, old_pinned ? &old : NULL,
-		      flags & IBV_REREG_MR_CHANGE_TRANSLATION ? &want : NULL, &cur,
-		      flags & IBV_REREG_MR_CHANGE_ACCESS, access & IBV_ACCESS_ON_DEMAND);
+	plan_ibv_rereg(&plan, old_pinned ? &old : NULL, mr, flags, addr, length, access);
 	new = plan.new;
 	new_pinned = plan.new_pinned;
 	pin_new = plan.pin_new;

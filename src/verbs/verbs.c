@@ -32,6 +32,7 @@
 #include "init.h"
 #include "log.h"
 #include "mr_table.h"
+#include "rereg_plan.h"
 #include "registry.h"
 
 /* Exported by libibverbs since IBVERBS_1.1 but declared in no public
@@ -283,7 +284,6 @@ SAFEPIN_EXPORT int safepin_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd 
 {
 	struct mr_node *old_node, *n = NULL;
 	struct mr_pin old = { 0 }, new;
-	struct mr_pin want, cur;
 	struct mr_rereg_plan plan;
 	bool old_pinned, new_pinned, pin_new, unpin_old;
 	int ret, saved;
@@ -301,13 +301,7 @@ SAFEPIN_EXPORT int safepin_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd 
 	old_pinned = old_node != NULL;
 	if (old_pinned)
 		old = old_node->pin;
-	want.addr = (uintptr_t)addr;
-	want.len = length;
-	cur.addr = (uintptr_t)mr->addr;
-	cur.len = mr->length;
-	mr_rereg_plan(&plan, old_pinned ? &old : NULL,
-		      flags & IBV_REREG_MR_CHANGE_TRANSLATION ? &want : NULL, &cur,
-		      flags & IBV_REREG_MR_CHANGE_ACCESS, access & IBV_ACCESS_ON_DEMAND);
+	plan_ibv_rereg(&plan, old_pinned ? &old : NULL, mr, flags, addr, length, access);
 	new = plan.new;
 	new_pinned = plan.new_pinned;
 	pin_new = plan.pin_new;
