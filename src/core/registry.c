@@ -399,18 +399,25 @@ static uint64_t base_pages(uintptr_t start, uintptr_t end)
 	return (end - start) / vm_base_page_size();
 }
 
+/* Every marking and unmarking madvise() of the registry, counted. */
+static int mark_madvise(uintptr_t start, uintptr_t end, enum range_mark mark, bool set)
+{
+	int ret;
+
+	reg.madvise_calls++;
+	ret = vm_madvise(start, end, advice_of(mark, set));
+	/* Since 5.x madvise() reports a VMA split it could not make (the
+	 * vm.max_map_count limit included) as EAGAIN; we promise ENOMEM. */
+	return ret == -EAGAIN ? -ENOMEM : ret;
+}
+
 static int apply_mark(const struct range_seg *seg, bool set)
 {
 	int ret;
 
 	if (seg->mark == RANGE_MARK_NONE)
 		return 0;
-	reg.madvise_calls++;
-	ret = vm_madvise(seg->start, seg->end, advice_of(seg->mark, set));
-	/* Since 5.x madvise() reports a VMA split it could not make (the
-	 * vm.max_map_count limit included) as EAGAIN; we promise ENOMEM. */
-	if (ret == -EAGAIN)
-		ret = -ENOMEM;
+	ret = mark_madvise(seg->start, seg->end, seg->mark, set);
 	if (ret) {
 		sp_log(SP_LOG_ERROR, "madvise(%#lx-%#lx, %s) failed: errno %d",
 		       (unsigned long)seg->start, (unsigned long)seg->end,
@@ -592,8 +599,7 @@ static int mark_segs(struct seg_builder *b, const struct vma_list *vmas)
 		     advice_mark(b->s[j].mark) == run.mark; j++)
 			;
 		run.end = b->s[j - 1].end;
-		reg.madvise_calls++;
-		ret = vm_madvise(run.start, run.end, advice_of(run.mark, true));
+		ret = mark_madvise(run.start, run.end, run.mark, true);
 		if (ret) {
 			sp_log(SP_LOG_ERROR, "madvise(%#lx-%#lx, mark) failed: errno %d",
 			       (unsigned long)run.start, (unsigned long)run.end, -ret);
