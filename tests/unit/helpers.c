@@ -182,11 +182,46 @@ struct safepin_stats stats_now(void)
 	return s;
 }
 
+/*
+ * AddressSanitizer's and ThreadSanitizer's allocators reserve address space
+ * as anonymous PROT_NONE mappings and carve or grow mappings in it at any
+ * time; in those builds such VMAs (and ASan's allocator space) are left out
+ * of snapshots.  The library never
+ * creates one, and the non-sanitized builds compare them too.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED_BUILD 1
+#endif
+#endif
+
+static bool sanitizer_reservation(const char *header)
+{
+#ifdef SANITIZED_BUILD
+	const char *perms = strchr(header, ' ');
+	size_t l = strcspn(header, "\n");
+	unsigned long start = strtoul(header, NULL, 16);
+
+	/* ASan's allocator space on x86-64 (kAllocatorSpace, 4 TiB). */
+	if (start >= 0x600000000000ul && start < 0x640000000000ul)
+		return true;
+	/* "start-end ---p 00000000 00:00 0" and nothing after the inode. */
+	return perms && !strncmp(perms, " ---p 00000000 00:00 0", 22) &&
+	       strspn(perms + 22, " ") == l - (size_t)(perms + 22 - header);
+#else
+	(void)header;
+	return false;
+#endif
+}
+
 void smaps_flags_snapshot_buf(char *out, size_t size)
 {
 	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
 	char chunk[16384];
 	size_t fill = 0, len = 0;
+	bool skip = false;
 
 	assert_true(fd >= 0);
 	out[0] = '\0';
@@ -204,7 +239,9 @@ void smaps_flags_snapshot_buf(char *out, size_t size)
 			size_t l = (size_t)(nl - line) + 1;
 
 			/* VMA headers and their flags; sizes and counters move on their own. */
-			if (!strncmp(line, "VmFlags:", 8) || smaps_header(line, &s, &e)) {
+			if (smaps_header(line, &s, &e))
+				skip = sanitizer_reservation(line);
+			if (!skip && (!strncmp(line, "VmFlags:", 8) || smaps_header(line, &s, &e))) {
 				assert_true(len + l < size);
 				memcpy(out + len, line, l);
 				len += l;
