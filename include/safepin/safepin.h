@@ -131,6 +131,46 @@ enum safepin_policy {
 SAFEPIN_EXPORT int safepin_set_policy(enum safepin_policy policy);
 SAFEPIN_EXPORT enum safepin_policy safepin_get_policy(void);
 
+/** When an unpin gives fork behaviour back to its pages. */
+enum safepin_unmark {
+	/* At the unpin: one madvise() per run of pages no registration
+	 * covers any more.  Default. */
+	SAFEPIN_UNMARK_IMMEDIATE = 0,
+	/*
+	 * At the next fork(): the unpinned range stays marked ("parked")
+	 * until the prepare handler of the next fork(), 256 parked
+	 * ranges, an ENOMEM from the VMA limit, or safepin_flush().  Pinning
+	 * the same (addr, len) again meanwhile costs no system call.  A fork()
+	 * child still sees exactly the live registrations; a child of a raw
+	 * clone() that bypasses pthread_atfork also misses the parked ranges.
+	 * Trusts that memory unmapped while parked is seen by the LD_PRELOAD
+	 * shim or safepin_monitor_start(), or not re-marked DONTFORK by the
+	 * application itself: docs/deferred-unmarking.md.
+	 */
+	SAFEPIN_UNMARK_DEFERRED = 1,
+};
+
+/**
+ * safepin_set_unmark() - choose when unpinned ranges are unmarked.
+ *
+ * The default comes from the environment variable SAFEPIN_UNMARK
+ * ("immediate" or "deferred"), else IMMEDIATE.  Switching to IMMEDIATE
+ * unmarks every parked range first.
+ *
+ * Return: 0, -EINVAL for an unknown mode, -ENOMEM if parked ranges could
+ * not all be unmarked (they stay marked and are retried at the next fork).
+ */
+SAFEPIN_EXPORT int safepin_set_unmark(enum safepin_unmark mode);
+SAFEPIN_EXPORT enum safepin_unmark safepin_get_unmark(void);
+
+/**
+ * safepin_flush() - unmark every parked range now (SAFEPIN_UNMARK_DEFERRED),
+ * e.g. before handing memory to code that forks with a raw clone().
+ *
+ * Return: 0, or -ENOMEM as for safepin_set_unmark().
+ */
+SAFEPIN_EXPORT int safepin_flush(void);
+
 /** Counters since the process (or the forked child) started. */
 struct safepin_stats {
 	size_t size;                  /* set to sizeof(struct safepin_stats) */
@@ -142,6 +182,9 @@ struct safepin_stats {
 	uint64_t failures;            /* calls that returned an error */
 	/* Appended (1.x): lifetime violations reported, see safepin_monitor_start(). */
 	uint64_t violations;
+	/* Appended (1.1): SAFEPIN_UNMARK_DEFERRED, see safepin_set_unmark(). */
+	uint64_t parked_registrations;  /* unpinned, still marked until the next fork */
+	uint64_t revived_registrations; /* pins served from a parked range, no syscall */
 };
 
 /**

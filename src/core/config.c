@@ -40,6 +40,14 @@ enum safepin_policy config_default_policy(void)
 	return (enum safepin_policy)env_word("SAFEPIN_POLICY", words, SAFEPIN_POLICY_DONTFORK);
 }
 
+enum safepin_unmark config_default_unmark(void)
+{
+	/* Indexed by enum safepin_unmark. */
+	static const char *const words[] = { "immediate", "deferred", NULL };
+
+	return (enum safepin_unmark)env_word("SAFEPIN_UNMARK", words, SAFEPIN_UNMARK_IMMEDIATE);
+}
+
 int config_log_level(void)
 {
 	static const char *const words[] = { "error", "info", "debug", NULL };

@@ -5,6 +5,7 @@
  * reported on stderr and the default is used.
  *
  *   SAFEPIN_POLICY = dontfork | zero-fill | kernel-copy   (default dontfork)
+ *   SAFEPIN_UNMARK = immediate | deferred                 (default immediate)
  *   SAFEPIN_LOG    = error | info | debug                 (default error)
  */
 #ifndef SAFEPIN_CONFIG_H
@@ -13,6 +14,7 @@
 #include <safepin/safepin.h>
 
 enum safepin_policy config_default_policy(void);
+enum safepin_unmark config_default_unmark(void);
 int config_log_level(void);
 
 /* Index of @value in the NULL-terminated @words, or -1. */

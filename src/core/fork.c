@@ -11,8 +11,10 @@
  * fork.  Nesting is counted per thread: a thread already inside never waits
  * behind a fork (that would deadlock).
  *
- * With the gate closed, prepare also takes the registry lock and copies the
- * partially registered pages (edge_pages.h) for the child.
+ * With the gate closed, prepare also takes the registry lock, unmarks the
+ * registrations whose unmarking was deferred (and re-marks the ones pinned
+ * again meanwhile), so the child sees exactly the live registrations, and
+ * copies the partially registered pages (edge_pages.h) for the child.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -55,6 +57,7 @@ static void prepare(void)
 	gate.forks_waiting--;
 	/* gate.lock stays held until the fork is done: nobody enters. */
 	registry_lock();
+	registry_before_fork_locked();
 	if (prepare_hook)
 		prepare_hook();
 	registry_snapshot_edges();

@@ -37,6 +37,8 @@ static struct {
 	struct range_map pages;		/* per page: registrations covering it */
 	struct range_map edges;		/* per page: registrations it is a partial edge of */
 	struct reg_table regs;
+	struct reg_table parked;	/* unpinned, still counted and marked: see PARK_MAX */
+	bool defer_unmark;
 	struct edge_snapshot snapshot;	/* taken while a fork() is in progress */
 	enum safepin_policy policy;
 	bool unprotected;		/* test-only */
@@ -45,6 +47,7 @@ static struct {
 	uint64_t prefaulted_pages;
 	uint64_t cow_unbroken_pages;
 	uint64_t failures;
+	uint64_t revived;
 } reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* Runs whose unmarking failed: see keep_stuck_locked(). */
@@ -56,6 +59,15 @@ struct run_list {
 };
 
 static struct run_list stuck;
+
+/* Parked registrations pinned again since the last fork: see remark_revived_locked(). */
+#define MAX_REVIVED 32
+
+static struct {
+	struct reg_extent ext[MAX_REVIVED];
+	size_t n;
+	bool overflow;		/* more than MAX_REVIVED: re-mark every live registration */
+} revived;
 
 /* Whole VMAs known to carry no mark of the application's: see mark_for(). */
 #define CLEAN_VMAS 16
@@ -77,7 +89,9 @@ void registry_init(void)
 	range_map_init(&reg.pages, &alloc);
 	range_map_init(&reg.edges, &alloc);
 	reg_table_init(&reg.regs, &alloc);
+	reg_table_init(&reg.parked, &alloc);
 	reg.policy = config_default_policy();
+	reg.defer_unmark = config_default_unmark() == SAFEPIN_UNMARK_DEFERRED;
 	/* Only an experiment on this kernel may allow marking nothing. */
 	if (reg.policy == SAFEPIN_POLICY_KERNEL_COPY &&
 	    !(probe_copies_on_fork(false) && probe_copies_on_fork(true))) {
@@ -125,6 +139,8 @@ void registry_reset_in_child(void)
 	range_map_forget(&reg.pages);
 	range_map_forget(&reg.edges);
 	reg_table_forget(&reg.regs);
+	reg_table_forget(&reg.parked);
+	memset(&revived, 0, sizeof(revived));
 	lifetime_forget_violated();
 	stuck.n = 0;
 	memset(&clean_vmas, 0, sizeof(clean_vmas));
@@ -134,6 +150,7 @@ void registry_reset_in_child(void)
 	reg.prefaulted_pages = 0;
 	reg.cow_unbroken_pages = 0;
 	reg.failures = 0;
+	reg.revived = 0;
 }
 
 void registry_disable_protection(bool disable)
@@ -546,6 +563,276 @@ static void drop_locked(uintptr_t addr, size_t len, const struct reg_extent *ext
 	reg_table_del(&reg.regs, addr, len, ext);
 }
 
+/* --- deferred unmarking ---------------------------------------------- */
+
+/*
+ * With SAFEPIN_UNMARK_DEFERRED, an unpin parks its registration instead of
+ * unmarking: the entry moves from reg.regs to reg.parked and its page
+ * counts and marks stay.  Pinning the same (addr, len) again takes it back
+ * without a single system call: no VMA lookup, no madvise(), no pre-fault
+ * (its pages stayed DONTFORK since they were faulted in, so no fork of any
+ * kind can have shared them).  Parked registrations are unmarked, runs
+ * coalesced, in the prepare handler of every fork(), when PARK_MAX are
+ * parked, when a pin runs into ENOMEM (their VMA splits count against
+ * vm.max_map_count) and on safepin_flush().  What this trusts, and what a
+ * raw clone() sees: docs/deferred-unmarking.md.
+ */
+#define PARK_MAX 256
+
+/*
+ * 1->0 runs of the parked registrations being unmarked: gathered over all
+ * of them, sorted and merged, so that neighbours and nested ranges cost one
+ * madvise() per maximal run.  Without memory for the list a run is
+ * unmarked on its own, which is correct, only not coalesced.
+ */
+struct unmark_batch {
+	struct range_seg *run;
+	size_t n, cap;
+	struct run_list failed;
+};
+
+static int check_no_hole(void *ctx, const struct vma_info *vma)
+{
+	uintptr_t *want = ctx;
+
+	if (vma->start > *want)
+		return -EFAULT;
+	*want = vma->end;
+	return 0;
+}
+
+static bool range_mapped(uintptr_t start, uintptr_t end)
+{
+	uintptr_t want = start;
+
+	return !vm_for_each_vma(start, end, check_no_hole, &want) && want >= end;
+}
+
+static void unmark_parked_run(struct unmark_batch *b, const struct range_seg *run)
+{
+	int ret;
+
+	if (run->mark == RANGE_MARK_NONE)
+		return;
+	ret = mark_madvise(run->start, run->end, run->mark, false);
+	/* Unmapped since it was parked (legal once unpinned): no flag left to clear. */
+	if (!ret || (ret == -ENOMEM && !range_mapped(run->start, run->end))) {
+		reg.pages_marked -= base_pages(run->start, run->end);
+		return;
+	}
+	sp_log(SP_LOG_ERROR, "madvise(%#lx-%#lx, unmark) failed: errno %d",
+	       (unsigned long)run->start, (unsigned long)run->end, -ret);
+	reg.failures++;
+	if (b->failed.n < MAX_STUCK_RUNS)
+		b->failed.run[b->failed.n++] = *run;
+}
+
+static int batch_run(void *ctx, const struct range_seg *seg)
+{
+	struct unmark_batch *b = ctx;
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 16;
+		struct range_seg *run = realloc(b->run, cap * sizeof(*run));
+
+		if (!run) {
+			unmark_parked_run(b, seg);
+			return 0;
+		}
+		b->run = run;
+		b->cap = cap;
+	}
+	b->run[b->n++] = *seg;
+	return 0;
+}
+
+static int by_start(const void *a, const void *b)
+{
+	const struct range_seg *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static void batch_apply(struct unmark_batch *b)
+{
+	size_t i = 0;
+
+	qsort(b->run, b->n, sizeof(*b->run), by_start);
+	while (i < b->n) {
+		struct range_seg run = b->run[i++];
+
+		while (i < b->n && b->run[i].start == run.end && b->run[i].mark == run.mark)
+			run.end = b->run[i++].end;
+		unmark_parked_run(b, &run);
+	}
+	free(b->run);
+}
+
+struct reg_pick {
+	uintptr_t start, end;		/* pick an entry whose extent meets [start, end) */
+	uintptr_t addr;
+	size_t len;
+	struct reg_extent ext;
+	bool found;
+};
+
+static int pick_entry(void *ctx, uintptr_t addr, size_t len, const struct reg_extent *ext,
+		      uint32_t refs, uint64_t cookie)
+{
+	struct reg_pick *p = ctx;
+
+	(void)refs;
+	(void)cookie;
+	if (ext->end <= p->start || ext->start >= p->end)
+		return 0;
+	*p = (struct reg_pick){ p->start, p->end, addr, len, *ext, true };
+	return 1;
+}
+
+/*
+ * Unmark every parked registration.  Return 0, or -ENOMEM when the page
+ * map could not be split: those stay parked (counted and marked).
+ */
+static int flush_parked_locked(void)
+{
+	struct unmark_batch b = { .run = NULL };
+	int ret = 0;
+
+	while (reg.parked.nr_live) {
+		struct reg_pick p = { .start = 0, .end = UINTPTR_MAX };
+
+		(void)reg_table_walk(&reg.parked, pick_entry, &p);
+		if (range_map_reserve(&reg.pages) || range_map_reserve(&reg.edges)) {
+			ret = -ENOMEM;
+			reg.failures++;
+			sp_log(SP_LOG_ERROR, "out of memory unmarking parked registrations: "
+			       "%zu stay marked", reg.parked.nr_live);
+			break;
+		}
+		range_map_sub(&reg.pages, p.ext.start, p.ext.end, batch_run, &b);
+		edges_sub(&p.ext);
+		reg_table_del(&reg.parked, p.addr, p.len, &p.ext);
+	}
+	batch_apply(&b);
+	keep_stuck_locked(&b.failed);
+	return ret;
+}
+
+/* Unpin with deferred unmarking. Return 0 or -ENOMEM (then unmark now). */
+static int park_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
+{
+	int ret;
+
+	if (reg.parked.nr_live >= PARK_MAX)
+		(void)flush_parked_locked();
+	ret = reg_table_add(&reg.parked, addr, len, ext);
+	if (!ret)
+		reg_table_del(&reg.regs, addr, len, ext);
+	return ret;
+}
+
+/* Pin of a parked (addr, len). Return 0, or -ENOENT / -ENOMEM: take the full path. */
+static int revive_locked(uintptr_t addr, size_t len)
+{
+	struct reg_extent ext;
+	int ret = reg_table_find(&reg.parked, addr, len, &ext);
+
+	if (!ret)
+		ret = reg_table_add(&reg.regs, addr, len, &ext);
+	if (ret)
+		return ret;
+	reg_table_del(&reg.parked, addr, len, &ext);
+	if (revived.n < MAX_REVIVED)
+		revived.ext[revived.n++] = ext;
+	else
+		revived.overflow = true;
+	reg.revived++;
+	lifetime_pinned_locked(addr, len, &ext);
+	return 0;
+}
+
+static int remark_seg(void *ctx, const struct range_seg *seg, unsigned int count)
+{
+	(void)ctx;
+	(void)count;
+	if (seg->mark != RANGE_MARK_NONE && mark_madvise(seg->start, seg->end, seg->mark, true)) {
+		reg.failures++;
+		sp_log(SP_LOG_ERROR, "re-marking %#lx-%#lx before fork failed",
+		       (unsigned long)seg->start, (unsigned long)seg->end);
+	}
+	return 0;
+}
+
+static int remark_reg(void *ctx, uintptr_t addr, size_t len, const struct reg_extent *ext,
+		      uint32_t refs, uint64_t cookie)
+{
+	(void)ctx;
+	(void)addr;
+	(void)len;
+	(void)refs;
+	(void)cookie;
+	return range_map_walk_range(&reg.pages, ext->start, ext->end, remark_seg, NULL);
+}
+
+/*
+ * A revived registration was trusted to still be the mapping that was
+ * marked.  If the application unmapped it while it was parked and mapped
+ * new memory at the same place, the new VMA carries no mark.  Before a
+ * fork, apply the marks again: on an unchanged VMA the kernel sees equal
+ * flags and changes nothing; on a new one it marks it.
+ */
+static void remark_revived_locked(void)
+{
+	if (revived.overflow)
+		(void)reg_table_walk(&reg.regs, remark_reg, NULL);
+	else
+		for (size_t i = 0; i < revived.n; i++)
+			(void)range_map_walk_range(&reg.pages, revived.ext[i].start,
+						   revived.ext[i].end, remark_seg, NULL);
+	revived.n = 0;
+	revived.overflow = false;
+}
+
+void registry_before_fork_locked(void)
+{
+	if (reg.parked.nr_live)
+		(void)flush_parked_locked();
+	if (revived.n || revived.overflow)
+		remark_revived_locked();
+}
+
+int registry_flush(void)
+{
+	int ret;
+
+	registry_lock();
+	ret = flush_parked_locked();
+	registry_unlock();
+	return ret;
+}
+
+int registry_set_unmark(enum safepin_unmark mode)
+{
+	int ret = 0;
+
+	registry_lock();
+	reg.defer_unmark = mode == SAFEPIN_UNMARK_DEFERRED;
+	if (!reg.defer_unmark)
+		ret = flush_parked_locked();
+	registry_unlock();
+	return ret;
+}
+
+enum safepin_unmark registry_unmark(void)
+{
+	enum safepin_unmark mode;
+
+	registry_lock();
+	mode = reg.defer_unmark ? SAFEPIN_UNMARK_DEFERRED : SAFEPIN_UNMARK_IMMEDIATE;
+	registry_unlock();
+	return mode;
+}
+
 /* The VMA of @l holding @addr. */
 static const struct vma_info *vma_of(const struct vma_list *l, uintptr_t addr)
 {
@@ -712,9 +999,20 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 	registry_lock();
 	if (stuck.n)
 		retry_stuck_locked();
+	if (!pl && reg.parked.nr_live && !revive_locked(addr, len)) {
+		registry_unlock();
+		return 0;
+	}
 	ret = describe_range(addr, len, &vmas, &ext);
 	if (!ret)
 		ret = count_and_mark_locked(addr, len, &vmas, &ext);
+	/* Parked registrations hold VMA splits: give them back and retry once. */
+	if (ret == -ENOMEM && reg.parked.nr_live && !flush_parked_locked()) {
+		vmas.n = 0;
+		ret = describe_range(addr, len, &vmas, &ext);
+		if (!ret)
+			ret = count_and_mark_locked(addr, len, &vmas, &ext);
+	}
 	protect = !reg.unprotected;
 	registry_unlock();
 	if (ret)
@@ -753,7 +1051,8 @@ int registry_unpin(uintptr_t addr, size_t len)
 	if (!ret)
 		ret = range_map_reserve(&reg.edges);
 	if (!ret) {
-		drop_locked(addr, len, &ext);
+		if (!reg.defer_unmark || !registry_marks_locked() || park_locked(addr, len, &ext))
+			drop_locked(addr, len, &ext);
 		lifetime_unpinned_locked(&ext);
 	}
 out:
@@ -800,6 +1099,8 @@ void registry_read_stats(struct safepin_stats *out)
 	out->prefaulted_pages = reg.prefaulted_pages;
 	out->cow_unbroken_pages = reg.cow_unbroken_pages;
 	out->failures = reg.failures;
+	out->parked_registrations = reg.parked.nr_live;
+	out->revived_registrations = reg.revived;
 	registry_unlock();
 }
 
@@ -975,6 +1276,28 @@ static void add_hit(struct lt_hit *hits, size_t max, size_t *total, uintptr_t ad
 	(*total)++;
 }
 
+/*
+ * Parked registrations meeting [start, end) leave: the application may
+ * unmap or discard memory it no longer registers, and their pages there
+ * must neither be trusted on a later pin nor unmarked on memory mapped
+ * anew.  Their other pages are unmarked now.
+ */
+static void unpark_overlapping_locked(uintptr_t start, uintptr_t end, bool gone)
+{
+	for (;;) {
+		struct reg_pick p = { .start = start, .end = end };
+
+		(void)reg_table_walk(&reg.parked, pick_entry, &p);
+		if (!p.found || range_map_reserve(&reg.edges))
+			return;
+		reg_table_del(&reg.parked, p.addr, p.len, &p.ext);
+		drop_counts(p.ext.start, umin(p.ext.end, start), false);
+		drop_counts(umax(p.ext.start, start), umin(p.ext.end, end), gone);
+		drop_counts(umax(p.ext.start, end), p.ext.end, false);
+		edges_sub(&p.ext);
+	}
+}
+
 size_t registry_violation_locked(uintptr_t start, uintptr_t end, bool gone,
 				 struct lt_hit *hits, size_t max)
 {
@@ -984,6 +1307,8 @@ size_t registry_violation_locked(uintptr_t start, uintptr_t end, bool gone,
 
 	if (!registry_counted_locked(start, end))
 		return 0;
+	if (reg.parked.nr_live)
+		unpark_overlapping_locked(start, end, gone);
 	for (struct violated *v = violated_head; v; v = v->next) {
 		if (cut_pieces(v, start, end, gone) > 0)
 			add_hit(hits, max, &total, v->addr, v->len, true);

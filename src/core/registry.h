@@ -23,6 +23,11 @@ struct pin_placement;
 int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl);
 int registry_unpin(uintptr_t addr, size_t len);
 
+/* Deferred unmarking (registry.c, "deferred unmarking"); callers hold the fork guard. */
+int registry_set_unmark(enum safepin_unmark mode);
+enum safepin_unmark registry_unmark(void);
+int registry_flush(void);
+
 int registry_set_policy(enum safepin_policy policy);
 enum safepin_policy registry_policy(void);
 void registry_read_stats(struct safepin_stats *out);
@@ -33,6 +38,8 @@ void registry_count_failure(void);
 void registry_lock(void);
 void registry_unlock(void);
 void registry_reset_in_child(void);
+/* In the prepare handler, lock held: unmark parked registrations, re-mark revived ones. */
+void registry_before_fork_locked(void);
 /* Copy partially registered hidden pages before fork (lock held); drop the copy after. */
 void registry_snapshot_edges(void);
 void registry_release_edges(void);

@@ -115,6 +115,36 @@ SAFEPIN_EXPORT enum safepin_policy safepin_get_policy(void)
 	return registry_policy();
 }
 
+SAFEPIN_EXPORT int safepin_set_unmark(enum safepin_unmark mode)
+{
+	int ret;
+
+	pthread_once(&init_once, init);
+	if (mode != SAFEPIN_UNMARK_IMMEDIATE && mode != SAFEPIN_UNMARK_DEFERRED)
+		return fail(-EINVAL);
+	fork_guard_enter();
+	ret = registry_set_unmark(mode);
+	fork_guard_exit();
+	return fail(ret);
+}
+
+SAFEPIN_EXPORT enum safepin_unmark safepin_get_unmark(void)
+{
+	pthread_once(&init_once, init);
+	return registry_unmark();
+}
+
+SAFEPIN_EXPORT int safepin_flush(void)
+{
+	int ret;
+
+	pthread_once(&init_once, init);
+	fork_guard_enter();
+	ret = registry_flush();
+	fork_guard_exit();
+	return fail(ret);
+}
+
 SAFEPIN_EXPORT int safepin_get_stats(struct safepin_stats *stats)
 {
 	struct safepin_stats all = { .size = sizeof(all) };

@@ -380,3 +380,20 @@ int range_map_walk(const struct range_map *map, range_walk_fn fn, void *ctx)
 	}
 	return 0;
 }
+
+int range_map_walk_range(const struct range_map *map, uintptr_t start, uintptr_t end,
+			 range_walk_fn fn, void *ctx)
+{
+	if (start >= end)
+		return 0;
+	for (struct range_node *n = first_after(map, start); n && n->start < end;
+	     n = next_node(n)) {
+		struct range_seg seg = { n->start > start ? n->start : start,
+					 n->end < end ? n->end : end, n->mark };
+		int ret = fn(ctx, &seg, n->count);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}

@@ -90,5 +90,8 @@ unsigned int range_map_count(const struct range_map *map, uintptr_t addr,
 typedef int (*range_walk_fn)(void *ctx, const struct range_seg *seg,
 			     unsigned int count);
 int range_map_walk(const struct range_map *map, range_walk_fn fn, void *ctx);
+/* The same for the intervals meeting [start, end), clipped to it. */
+int range_map_walk_range(const struct range_map *map, uintptr_t start, uintptr_t end,
+			 range_walk_fn fn, void *ctx);
 
 #endif

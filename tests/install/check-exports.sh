@@ -17,7 +17,8 @@ extra=$(comm -23 <(echo "$exported") <(echo "$listed"))
 [ -z "$extra" ] || { echo "exported but not in $map: $extra"; exit 1; }
 missing=$(comm -13 <(echo "$exported") <(echo "$listed") | comm -23 - <(echo "$not_built"))
 [ -z "$missing" ] || { echo "in $map but not exported: $missing"; exit 1; }
-if echo "$versioned" | grep -v '@@SAFEPIN_1\.0$'; then
-	echo "symbols above are not bound to SAFEPIN_1.0"; exit 1
-fi
-echo "ok: $(echo "$exported" | wc -l) symbols, all @@SAFEPIN_1.0, SONAME $soname"
+# Each symbol bound to the node that lists it: sym@@SAFEPIN_x.y.
+bound=$(awk '/^SAFEPIN_[0-9.]+ *\{/ {node=$1} /^[[:space:]]*[a-z_0-9]+;$/ {gsub(/[[:space:];]/, ""); print $0 "@@" node}' "$map" | sort)
+wrong=$(comm -23 <(echo "$versioned") <(echo "$bound"))
+[ -z "$wrong" ] || { echo "bound to the wrong version node: $wrong"; exit 1; }
+echo "ok: $(echo "$exported" | wc -l) symbols, each bound to its node in $map, SONAME $soname"

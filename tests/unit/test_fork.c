@@ -246,10 +246,13 @@ static void *storm_thread(void *arg)
 				abort();	/* cmocka asserts are for the main thread */
 			r->live = 0;
 		} else {
-			r->off = (size_t)rand_r(&seed) % (ARENA_PAGES * PAGE - 1);
-			r->len = 1 + (size_t)rand_r(&seed) % (6 * PAGE);
-			if (r->off + r->len > ARENA_PAGES * PAGE)
-				r->len = ARENA_PAGES * PAGE - r->off;
+			/* Half the time the same range again (a parked one when deferred). */
+			if (!r->len || rand_r(&seed) % 2) {
+				r->off = (size_t)rand_r(&seed) % (ARENA_PAGES * PAGE - 1);
+				r->len = 1 + (size_t)rand_r(&seed) % (6 * PAGE);
+				if (r->off + r->len > ARENA_PAGES * PAGE)
+					r->len = ARENA_PAGES * PAGE - r->off;
+			}
 			if (safepin_pin(arena + r->off, r->len, 0))
 				abort();
 			r->live = 1;
@@ -298,12 +301,13 @@ static int storm_child_check(void *arg)
 	return 0;
 }
 
-static void test_fork_storm(void **state)
+static void run_fork_storm(enum safepin_unmark unmark)
 {
 	pthread_t threads[STORM_THREADS];
 	char marks[ARENA_PAGES + 1], want[ARENA_PAGES + 1];
 
-	(void)state;
+	assert_int_equal(safepin_set_unmark(unmark), 0);
+	memset(ranges, 0, sizeof(ranges));
 	arena = map_anon(ARENA_PAGES * PAGE, PROT_READ | PROT_WRITE, 0);
 	for (int p = 0; p < ARENA_PAGES; p++)
 		memset(arena + (size_t)p * PAGE, p, PAGE);
@@ -315,6 +319,8 @@ static void test_fork_storm(void **state)
 	atomic_store(&stop_storm, 1);
 	for (int t = 0; t < STORM_THREADS; t++)
 		pthread_join(threads[t], NULL);
+	/* Deferred: parked ranges stay marked until a fork or a flush. */
+	assert_int_equal(safepin_flush(), 0);
 
 	/* Quiescent: the parent's flags are exactly what the live ranges imply. */
 	memset(want, '.', ARENA_PAGES);
@@ -335,10 +341,27 @@ static void test_fork_storm(void **state)
 			if (ranges[t][s].live)
 				assert_int_equal(safepin_unpin(arena + ranges[t][s].off,
 							       ranges[t][s].len), 0);
+	/* Deferred: the children above saw revived (parked, pinned again) ranges. */
+	if (unmark == SAFEPIN_UNMARK_DEFERRED)
+		assert_true(stats_now().revived_registrations > 0);
+	assert_int_equal(safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE), 0);
 	fork_marks(arena, ARENA_PAGES, marks);
 	memset(want, '.', ARENA_PAGES);
 	assert_string_equal(marks, want);
 	munmap(arena, ARENA_PAGES * PAGE);
+}
+
+static void test_fork_storm(void **state)
+{
+	(void)state;
+	run_fork_storm(SAFEPIN_UNMARK_IMMEDIATE);
+}
+
+/* The same with deferred unmarking: every child still sees exactly the live ranges. */
+static void test_fork_storm_deferred(void **state)
+{
+	(void)state;
+	run_fork_storm(SAFEPIN_UNMARK_DEFERRED);
 }
 
 int main(void)
@@ -350,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_heap_neighbours),
 		cmocka_unit_test(test_guard_holds_off_fork),
 		cmocka_unit_test(test_fork_storm),
+		cmocka_unit_test(test_fork_storm_deferred),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

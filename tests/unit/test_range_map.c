@@ -54,6 +54,42 @@ static int check_interval(void *ctx, const struct range_seg *seg, unsigned int c
 	return 0;
 }
 
+struct window_check {
+	const struct model *m;
+	uintptr_t start, end, prev_end;
+	size_t pages;
+};
+
+static int check_window_interval(void *ctx, const struct range_seg *seg, unsigned int count)
+{
+	struct window_check *w = ctx;
+
+	assert_true(seg->start >= w->start && seg->end <= w->end);
+	assert_true(seg->start < seg->end && seg->start >= w->prev_end);
+	for (uintptr_t a = seg->start; a < seg->end; a += PAGE) {
+		size_t p = (a - BASE) / PAGE;
+
+		assert_int_equal(w->m->count[p], count);
+		assert_int_equal(w->m->mark[p], seg->mark);
+		w->pages++;
+	}
+	w->prev_end = seg->end;
+	return 0;
+}
+
+/* range_map_walk_range() over a random window: exactly the counted pages inside it. */
+static void check_window(const struct range_map *map, const struct model *m)
+{
+	size_t a = (size_t)rand() % NPAGES, b = a + (size_t)rand() % (NPAGES - a + 1);
+	struct window_check w = { .m = m, .start = ADDR(a), .end = ADDR(b), .prev_end = ADDR(a) };
+	size_t counted = 0;
+
+	for (size_t p = a; p < b; p++)
+		counted += m->count[p] != 0;
+	assert_int_equal(range_map_walk_range(map, w.start, w.end, check_window_interval, &w), 0);
+	assert_int_equal(w.pages, counted);
+}
+
 static void check_equal(const struct range_map *map, const struct model *m)
 {
 	struct walk_check w = { .m = m };
@@ -70,6 +106,7 @@ static void check_equal(const struct range_map *map, const struct model *m)
 	}
 	range_map_walk(map, check_interval, &w);
 	assert_int_equal(w.pages, nonzero);
+	check_window(map, m);
 }
 
 struct seg_list {
