@@ -27,6 +27,7 @@
 #include "numa_place.h"
 #include "probe.h"
 #include "range_map.h"
+#include "recent_set.h"
 #include "reg_table.h"
 #include "registry.h"
 #include "vm.h"
@@ -38,6 +39,7 @@ static struct {
 	struct range_map edges;		/* per page: registrations it is a partial edge of */
 	struct reg_table regs;
 	struct reg_table parked;	/* unpinned, still counted and marked: see PARK_MAX */
+	struct recent_set unpinned;	/* (addr, len) unmarked at an unpin lately */
 	bool defer_unmark;
 	struct edge_snapshot snapshot;	/* taken while a fork() is in progress */
 	enum safepin_policy policy;
@@ -140,6 +142,7 @@ void registry_reset_in_child(void)
 	range_map_forget(&reg.edges);
 	reg_table_forget(&reg.regs);
 	reg_table_forget(&reg.parked);
+	recent_set_clear(&reg.unpinned);
 	memset(&revived, 0, sizeof(revived));
 	lifetime_forget_violated();
 	stuck.n = 0;
@@ -566,9 +569,12 @@ static void drop_locked(uintptr_t addr, size_t len, const struct reg_extent *ext
 /* --- deferred unmarking ---------------------------------------------- */
 
 /*
- * With SAFEPIN_UNMARK_DEFERRED, an unpin parks its registration instead of
+ * With SAFEPIN_UNMARK_DEFERRED, an unpin of an (addr, len) that was
+ * unpinned before (reg.unpinned) parks its registration instead of
  * unmarking: the entry moves from reg.regs to reg.parked and its page
- * counts and marks stay.  Pinning the same (addr, len) again takes it back
+ * counts and marks stay.  A first unpin unmarks at once and only remembers
+ * the key, so ranges that never come back (random I/O buffers) do not hold
+ * VMA splits that make every other madvise() and lookup slower.  Pinning the same (addr, len) again takes it back
  * without a single system call: no VMA lookup, no madvise(), no pre-fault
  * (its pages stayed DONTFORK since they were faulted in, so no fork of any
  * kind can have shared them).  Parked registrations are unmarked, runs
@@ -718,11 +724,15 @@ static int flush_parked_locked(void)
 	return ret;
 }
 
-/* Unpin with deferred unmarking. Return 0 or -ENOMEM (then unmark now). */
+/* Unpin with deferred unmarking. Return 0, or -ENOENT / -ENOMEM: unmark now. */
 static int park_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
 {
 	int ret;
 
+	if (!recent_set_has(&reg.unpinned, addr, len)) {
+		recent_set_add(&reg.unpinned, addr, len);
+		return -ENOENT;
+	}
 	if (reg.parked.nr_live >= PARK_MAX)
 		(void)flush_parked_locked();
 	ret = reg_table_add(&reg.parked, addr, len, ext);
