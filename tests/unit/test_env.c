@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * The environment is parsed strictly (src/core/config.c): SAFEPIN_POLICY and
- * SAFEPIN_LOG accept exactly their documented words.  Anything else --
+ * The environment is parsed strictly (src/core/config.c): SAFEPIN_POLICY,
+ * SAFEPIN_UNMARK and SAFEPIN_LOG accept exactly their documented words.  Anything else --
  * other case, spaces, numbers, "on", empty -- prints one clear line on
  * stderr and leaves the default (DONTFORK, never a weaker policy).  With
  * AT_SECURE (a setuid program) the variables are not read at all
@@ -80,7 +80,8 @@ static int child(void)
 	if (safepin_pin(m, PAGE, 0))
 		return 2;
 	fork_marks(m, 1, marks);
-	printf("policy=%d marks=%s\n", (int)safepin_get_policy(), marks);
+	printf("policy=%d unmark=%d marks=%s\n", (int)safepin_get_policy(),
+	       (int)safepin_get_unmark(), marks);
 	return safepin_unpin(m, PAGE) ? 2 : 0;
 }
 
@@ -108,8 +109,9 @@ static void check_cases(const char *exe, const struct env_case *c, size_t n)
 	}
 }
 
-#define DONTFORK_OUT "policy=0 marks=D\n"
-#define ZEROFILL_OUT "policy=1 marks=W\n"
+#define DONTFORK_OUT "policy=0 unmark=0 marks=D\n"
+#define ZEROFILL_OUT "policy=1 unmark=0 marks=W\n"
+#define DEFERRED_OUT "policy=0 unmark=1 marks=D\n"
 
 static void test_policy_strict(void **state)
 {
@@ -128,6 +130,23 @@ static void test_policy_strict(void **state)
 		{ "SAFEPIN_POLICY=", DONTFORK_OUT, "ignoring SAFEPIN_POLICY=\"\"" },
 		{ "SAFEPIN_POLICY=kernel-copyy", DONTFORK_OUT, "ignoring SAFEPIN_POLICY=\"kernel-copyy\"" },
 		{ "SAFEPIN_POLICY=none", DONTFORK_OUT, "ignoring SAFEPIN_POLICY=\"none\"" },
+	};
+
+	(void)state;
+	check_cases(self, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+static void test_unmark_strict(void **state)
+{
+	static const struct env_case cases[] = {
+		{ "SAFEPIN_UNMARK=immediate", DONTFORK_OUT, "" },
+		{ "SAFEPIN_UNMARK=deferred", DEFERRED_OUT, "" },
+		{ "SAFEPIN_UNMARK=Deferred", DONTFORK_OUT,
+		  "libsafepin: ignoring SAFEPIN_UNMARK=\"Deferred\": expected one of immediate "
+		  "deferred; using immediate" },
+		{ "SAFEPIN_UNMARK=lazy", DONTFORK_OUT, "ignoring SAFEPIN_UNMARK=\"lazy\"" },
+		{ "SAFEPIN_UNMARK=1", DONTFORK_OUT, "ignoring SAFEPIN_UNMARK=\"1\"" },
+		{ "SAFEPIN_UNMARK=", DONTFORK_OUT, "ignoring SAFEPIN_UNMARK=\"\"" },
 	};
 
 	(void)state;
@@ -219,6 +238,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_policy_strict),
+		cmocka_unit_test(test_unmark_strict),
 		cmocka_unit_test(test_log_strict),
 		cmocka_unit_test(test_hostile_values),
 		cmocka_unit_test(test_setuid_ignores_environment),

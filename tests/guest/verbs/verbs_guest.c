@@ -18,6 +18,10 @@
  *   child     a forked child registers its own memory
  *   subpage   MR on part of a page; the child reads a neighbour on that page
  *   odp       IBV_ACCESS_ON_DEMAND passes through unmarked
+ *   deferred  "write" with SAFEPIN_UNMARK_DEFERRED: the MR is registered,
+ *             deregistered (parked) and registered again (revived, no
+ *             syscall), also after the buffer was unmapped and mapped anew
+ *             at the same address while parked: every byte arrives
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -66,20 +70,66 @@ static size_t count_pattern(const unsigned char *p, size_t n, unsigned char seed
  * Return how many of the XFER bytes the parent sees; *pfn_same whether the
  * parent's PFNs are those the MR was registered with.
  */
-static size_t write_after_fork(struct rdma *r, bool huge, bool protect, bool *pfn_same)
+/*
+ * Deferred unmarking (t_deferred): register and deregister @buf twice, so
+ * the second deregistration parks it; with @replace, unmap it and map new
+ * memory at the same address while it is parked.  The registration that
+ * follows is then revived from the parked one.
+ */
+static unsigned char *park_first(struct rdma *r, unsigned char *buf, size_t len, bool huge,
+				 bool replace)
+{
+	for (int i = 0; i < 2; i++) {
+		struct ibv_mr *mr = safepin_reg_mr(r->pd, buf, len, RW);
+
+		if (!mr)
+			DIE("safepin_reg_mr: %s", strerror(errno));
+		CHECK(safepin_dereg_mr(mr) == 0, "safepin_dereg_mr: %s", strerror(errno));
+	}
+	if (replace) {
+		void *p = mmap(buf, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+			       MAP_FIXED | (huge ? MAP_HUGETLB : 0), -1, 0);
+
+		if (p != buf)
+			DIE("mmap MAP_FIXED over the parked buffer: %s", strerror(errno));
+		memset(buf, 0xAA, len);
+	}
+	return buf;
+}
+
+enum cycle { PLAIN, PARKED, PARKED_REPLACED };
+
+static uint64_t revived_count(void)
+{
+	struct safepin_stats s = { .size = sizeof(s) };
+
+	if (safepin_get_stats(&s))
+		DIE("safepin_get_stats");
+	return s.revived_registrations;
+}
+
+/* Whether the last write_after_fork_cycle()'s MR came back from a parked one. */
+static bool last_mr_revived;
+
+static size_t write_after_fork_cycle(struct rdma *r, bool huge, bool protect, enum cycle cy,
+				     bool *pfn_same)
 {
 	size_t len = huge ? HUGE : 4 * PAGE;
 	unsigned char *buf = map_buf(len, huge), *src;
-	uint64_t pfn[XFER / PAGE];
+	uint64_t pfn[XFER / PAGE], revived;
 	struct ibv_mr *mr, *smr;
 	struct sleeper child;
 	size_t ok;
 
 	registry_disable_protection(!protect);
 	memset(buf, 0xAA, len);
+	if (cy != PLAIN)
+		park_first(r, buf, len, huge, cy == PARKED_REPLACED);
+	revived = revived_count();
 	mr = safepin_reg_mr(r->pd, buf, len, RW);
 	if (!mr)
 		DIE("safepin_reg_mr: %s", strerror(errno));
+	last_mr_revived = revived_count() == revived + 1;
 	for (size_t i = 0; i < XFER / PAGE; i++)
 		pfn[i] = pfn_of(buf + i * PAGE);
 
@@ -108,8 +158,16 @@ static size_t write_after_fork(struct rdma *r, bool huge, bool protect, bool *pf
 	unmap_buf(src, XFER);
 	CHECK(safepin_dereg_mr(mr) == 0, "safepin_dereg_mr: %s", strerror(errno));
 	registry_disable_protection(false);
+	/* Parked again: unmark before the memory goes (see docs/deferred-unmarking.md). */
+	if (cy != PLAIN)
+		CHECK(safepin_flush() == 0, "safepin_flush: %s", strerror(errno));
 	unmap_buf(buf, len);
 	return ok;
+}
+
+static size_t write_after_fork(struct rdma *r, bool huge, bool protect, bool *pfn_same)
+{
+	return write_after_fork_cycle(r, huge, protect, PLAIN, pfn_same);
 }
 
 static int t_write(void)
@@ -716,6 +774,37 @@ static int t_odp(void)
 	return test_failures ? 1 : 0;
 }
 
+static int t_deferred(void)
+{
+	static const char *const cycle_name[] = { "", "revived", "revived after remap" };
+	const char *k = guest_kernel();
+	struct rdma r;
+
+	if (safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED))
+		DIE("safepin_set_unmark: %s", strerror(errno));
+	rdma_open(&r);
+	for (int huge = 0; huge < 2; huge++) {
+		for (enum cycle cy = PARKED; cy <= PARKED_REPLACED; cy++) {
+			const char *kind = huge ? "hugetlb 2M" : "anon 4K";
+			bool same;
+			size_t on;
+
+			on = write_after_fork_cycle(&r, huge, true, cy, &same);
+			printf("kernel %s, %-10s %-19s: %zu/%lu bytes, PFNs %s\n", k, kind,
+			       cycle_name[cy], on, XFER, same ? "unchanged" : "CHANGED");
+			/* The registration under test came back from the parked one. */
+			CHECK(last_mr_revived, "%s %s: the MR was not revived from the parked one",
+			      kind, cycle_name[cy]);
+			CHECK(on == XFER, "%s %s: %zu/%lu", kind, cycle_name[cy], on, XFER);
+			CHECK(same, "%s %s: the parent's PFNs changed across fork", kind,
+			      cycle_name[cy]);
+		}
+	}
+	CHECK(safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE) == 0, "back to immediate");
+	rdma_close(&r);
+	return test_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -725,6 +814,7 @@ int main(int argc, char **argv)
 		{ "write", t_write }, { "read", t_read }, { "overlap", t_overlap },
 		{ "rereg", t_rereg }, { "memlock", t_memlock }, { "forkinit", t_forkinit },
 		{ "child", t_child }, { "subpage", t_subpage }, { "odp", t_odp },
+		{ "deferred", t_deferred },
 	};
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
