@@ -32,11 +32,18 @@ static struct injector {
 	bool match;		/* fail_next(): fail the first call of kind/detail */
 	enum fault_kind match_kind;
 	long match_detail;
+	int match_err;		/* 0: fault_errno()'s */
 } inj;
 
 void fault_fail_next(enum fault_kind k, long detail)
 {
 	inj = (struct injector){ .match = true, .match_kind = k, .match_detail = detail };
+}
+
+void fault_fail_next_errno(enum fault_kind k, long detail, int err)
+{
+	fault_fail_next(k, detail);
+	inj.match_err = err;
 }
 
 bool fault_fired(void)
@@ -105,7 +112,7 @@ int fault_point(enum fault_kind k, long detail)
 	if (inj.match && k == inj.match_kind && detail == inj.match_detail) {
 		inj.match = false;
 		inj.fired = true;
-		inj.err = fault_errno(k, detail);
+		inj.err = inj.match_err ? inj.match_err : fault_errno(k, detail);
 		return inj.err;
 	}
 	if (!inj.armed)

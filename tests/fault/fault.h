@@ -56,6 +56,8 @@ const char *fault_desc(enum fault_kind k, long detail);
 /* Outside fault_run(): make the next call of kind @k with @detail fail once
  * (e.g. FK_MADVISE, MADV_DOFORK), with fault_errno()'s errno. */
 void fault_fail_next(enum fault_kind k, long detail);
+/* The same with errno @err (e.g. ENOMEM, as the kernel gives at vm.max_map_count). */
+void fault_fail_next_errno(enum fault_kind k, long detail, int err);
 /* Whether that failure happened since. */
 bool fault_fired(void);
 

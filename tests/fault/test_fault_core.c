@@ -159,6 +159,38 @@ static int check_stuck_unmark_recovers(void)
 	return 0;
 }
 
+/*
+ * Deferred unmarking: parked ranges hold VMA splits, so a pin that meets
+ * ENOMEM (the vm.max_map_count limit) unmarks them and tries once more.
+ */
+static int check_enomem_flushes_parked(void)
+{
+	struct safepin_stats st = { .size = sizeof(st) };
+	char *b = fault_buf;	/* pages 0-3: private anonymous */
+	char marks[8];
+
+	if (safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED))
+		return 1;
+	for (int i = 0; i < 2; i++)	/* the second unpin parks */
+		if (safepin_pin(b, 2 * PAGE, 0) || safepin_unpin(b, 2 * PAGE))
+			return 2;
+	fault_fail_next_errno(FK_MADVISE, MADV_DONTFORK, ENOMEM);
+	if (safepin_pin(b + 2 * PAGE, 2 * PAGE, 0) || !fault_fired())
+		return 3;
+	fault_marks(b, 4, marks);
+	safepin_get_stats(&st);
+	printf("enomem: after a pin that met ENOMEM with a parked range: %s, live %lu, "
+	       "parked %lu\n", marks, (unsigned long)st.live_registrations,
+	       (unsigned long)st.parked_registrations);
+	if (strcmp(marks, "..DD") || st.live_registrations != 1 || st.parked_registrations)
+		return 4;
+	if (safepin_unpin(b + 2 * PAGE, 2 * PAGE) ||
+	    safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE))
+		return 5;
+	fault_marks(b, 4, marks);
+	return strcmp(marks, "....") ? 6 : 0;
+}
+
 int main(void)
 {
 	int fails = 0;
@@ -181,6 +213,10 @@ int main(void)
 		fails += fault_run(&scenarios[i]) < 0;
 	if (check_stuck_unmark_recovers()) {
 		printf("FAIL: a failed unmark left pages marked that nobody owns\n");
+		fails++;
+	}
+	if (check_enomem_flushes_parked()) {
+		printf("FAIL: ENOMEM with parked ranges did not give their VMAs back\n");
 		fails++;
 	}
 	fault_summary("test_fault_core");
