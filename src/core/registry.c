@@ -663,7 +663,8 @@ static void batch_apply(struct unmark_batch *b)
 {
 	size_t i = 0;
 
-	qsort(b->run, b->n, sizeof(*b->run), by_start);
+	if (b->n)
+		qsort(b->run, b->n, sizeof(*b->run), by_start);
 	while (i < b->n) {
 		struct range_seg run = b->run[i++];
 
