@@ -36,12 +36,28 @@ static int collect(void *ctx, const struct vma_info *vma)
 	return 0;
 }
 
+/*
+ * The first and last VMA reach outside [start, end), where other memory
+ * may be mapped between two queries (a sanitizer runtime maps its own
+ * anonymous memory at any time, and a neighbour with equal flags merges):
+ * compare what lies inside the range.
+ */
+static void clip(struct vma_info *v, uintptr_t start, uintptr_t end)
+{
+	if (v->start < start)
+		v->start = start;
+	if (v->end > end)
+		v->end = end;
+}
+
 static void query(enum vm_source src, uintptr_t start, uintptr_t end, struct vlist *l)
 {
 	l->n = 0;
 	vm_force_source(src);
 	assert_int_equal(vm_for_each_vma(start, end, collect, l), 0);
 	vm_force_source(VM_SOURCE_AUTO);
+	for (size_t i = 0; i < l->n; i++)
+		clip(&l->v[i], start, end);
 }
 
 static void assert_same(const struct vlist *a, const struct vlist *b)
@@ -124,6 +140,8 @@ static void test_sources_agree(void **state)
 			rm = vm_vma_at(addr, &vm);
 			vm_force_source(VM_SOURCE_AUTO);
 			assert_int_equal(ra, rm);
+			clip(&va, lo, hi);
+			clip(&vm, lo, hi);
 			if (!ra) {
 				assert_int_equal(va.start, vm.start);
 				assert_int_equal(va.end, vm.end);
