@@ -19,6 +19,7 @@
  *                the cost of one more pin + unpin (O(log N)) and the
  *                library's memory per live range (RssAnon delta / N)
  *   threads-T    random disjoint pin + unpin from T threads (own halves)
+ *   rereg-thr-T  re-registration of 16 x 64 KiB buffers per thread, T threads
  *   prefault     safepin_pin of a fresh 256 MiB buffer vs
  *                MADV_POPULATE_WRITE vs first touch (one store per page)
  *
@@ -430,6 +431,7 @@ struct thr {
 	size_t pages;
 	long n;
 	uint64_t seed;
+	bool rereg;	/* re-register 16 x 64 KiB buffers instead of random ranges */
 };
 
 static void *thr_main(void *arg)
@@ -437,7 +439,13 @@ static void *thr_main(void *arg)
 	struct thr *t = arg;
 	uint64_t s = t->seed;
 
-	for (long i = 0; i < t->n; i++) {
+	for (long i = 0; i < t->n && t->rereg; i++) {
+		char *p = t->base + (size_t)(i % 16) * (65 * 1024);
+
+		PIN(t->lib, p, 64 * 1024);
+		UNPIN(t->lib, p, 64 * 1024);
+	}
+	for (long i = 0; i < t->n && !t->rereg; i++) {
 		size_t np, first;
 
 		s ^= s << 13;
@@ -452,16 +460,25 @@ static void *thr_main(void *arg)
 }
 
 /* us_per_pair here is wall time / total pairs: lower with 2 threads = scales. */
-static void wl_threads(struct result *r, int li, int nthreads, long n)
+static void wl_threads(struct result *r, int li, int nthreads, long n, bool rereg)
 {
 	pthread_t tid[2];
 	struct thr t[2];
 	struct meter m;
 
+	if (rereg) {	/* warm: each buffer registered twice (deferred parks the second) */
+		for (int i = 0; i < nthreads; i++)
+			for (int b = 0; b < 32; b++) {
+				char *p = arena + (size_t)i * (ARENA / 2) + (size_t)(b % 16) * (65 * 1024);
+
+				PIN(&libs[li], p, 64 * 1024);
+				UNPIN(&libs[li], p, 64 * 1024);
+			}
+	}
 	meter_start(&m);
 	for (int i = 0; i < nthreads; i++) {
 		t[i] = (struct thr){ &libs[li], arena + (size_t)i * (ARENA / 2), ARENA_PAGES / 2,
-				     n / nthreads, 0x9e3779b97f4a7c15ull + (uint64_t)i };
+				     n / nthreads, 0x9e3779b97f4a7c15ull + (uint64_t)i, rereg };
 		pthread_create(&tid[i], NULL, thr_main, &t[i]);
 	}
 	for (int i = 0; i < nthreads; i++)
@@ -534,12 +551,22 @@ static void rereg1m_vma(struct result *r, int li, long n)
 
 static void threads1(struct result *r, int li, long n)
 {
-	wl_threads(r, li, 1, n);
+	wl_threads(r, li, 1, n, false);
 }
 
 static void threads2(struct result *r, int li, long n)
 {
-	wl_threads(r, li, 2, n);
+	wl_threads(r, li, 2, n, false);
+}
+
+static void rereg_threads1(struct result *r, int li, long n)
+{
+	wl_threads(r, li, 1, n, true);
+}
+
+static void rereg_threads2(struct result *r, int li, long n)
+{
+	wl_threads(r, li, 2, n, true);
 }
 
 int main(int argc, char **argv)
@@ -582,6 +609,8 @@ int main(int argc, char **argv)
 	run_both("overlap", wl_overlap, pairs);
 	run_both("threads-1", threads1, pairs);
 	run_both("threads-2", threads2, pairs);
+	run_both("rereg-thr-1", rereg_threads1, pairs);
+	run_both("rereg-thr-2", rereg_threads2, pairs);
 	for (size_t i = 0; i < sizeof(lives) / sizeof(lives[0]); i++) {
 		char name[32];
 		struct result *r;
