@@ -434,3 +434,22 @@ static void test_free_node(void *ctx, void *p, size_t size)
 }
 
 const struct node_alloc test_alloc = { test_alloc_node, test_free_node, NULL };
+
+void pin_page_range(char *base, size_t first, size_t last)
+{
+	assert_int_equal(safepin_pin(base + first * PAGE, (last - first) * PAGE, 0), 0);
+}
+
+void unpin_page_range(char *base, size_t first, size_t last)
+{
+	assert_int_equal(safepin_unpin(base + first * PAGE, (last - first) * PAGE), 0);
+}
+
+void assert_page_marks(const void *base, size_t npages, const char *expect)
+{
+	char got[65];
+
+	assert_true(npages < sizeof(got));
+	fork_marks(base, npages, got);
+	assert_string_equal(got, expect);
+}

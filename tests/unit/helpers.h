@@ -32,6 +32,11 @@ bool vma_has_flag(const void *addr, const char *flag);
 void fork_marks(const void *addr, size_t npages, char *out);
 /* The same picture with one character per @stride bytes (e.g. per huge page). */
 void fork_marks_stride(const void *addr, size_t n, size_t stride, char *out);
+/* safepin_pin/unpin of pages [first, last) of @base, asserting success. */
+void pin_page_range(char *base, size_t first, size_t last);
+void unpin_page_range(char *base, size_t first, size_t last);
+/* Assert fork_marks() of @npages (at most 64) pages at @base equals @expect. */
+void assert_page_marks(const void *base, size_t npages, const char *expect);
 /* Bounds of the VMA containing @addr; false if unmapped. */
 bool vma_bounds(const void *addr, uintptr_t *start, uintptr_t *end);
 /* A "Name:   123 kB" field of the smaps entry of the VMA containing @addr, in kB; -1 if absent. */

@@ -19,24 +19,9 @@
 
 static char *arena;
 
-/* Pin/unpin pages [first, last) of the arena, asserting success. */
-static void pin_pages(size_t first, size_t last)
-{
-	assert_int_equal(safepin_pin(arena + first * PAGE, (last - first) * PAGE, 0), 0);
-}
-
-static void unpin_pages(size_t first, size_t last)
-{
-	assert_int_equal(safepin_unpin(arena + first * PAGE, (last - first) * PAGE), 0);
-}
-
-static void assert_marks(const char *expect)
-{
-	char got[NPAGES + 1];
-
-	fork_marks(arena, NPAGES, got);
-	assert_string_equal(got, expect);
-}
+#define pin_pages(first, last) pin_page_range(arena, first, last)
+#define unpin_pages(first, last) unpin_page_range(arena, first, last)
+#define assert_marks(expect) assert_page_marks(arena, NPAGES, expect)
 
 static uint64_t madvise_calls(void)
 {

@@ -23,15 +23,9 @@
 
 static char *arena;
 
-static void pin_pages(size_t first, size_t last)
-{
-	assert_int_equal(safepin_pin(arena + first * PAGE, (last - first) * PAGE, 0), 0);
-}
-
-static void unpin_pages(size_t first, size_t last)
-{
-	assert_int_equal(safepin_unpin(arena + first * PAGE, (last - first) * PAGE), 0);
-}
+#define pin_pages(first, last) pin_page_range(arena, first, last)
+#define unpin_pages(first, last) unpin_page_range(arena, first, last)
+#define assert_marks(expect) assert_page_marks(arena, NPAGES, expect)
 
 /* Pin and unpin twice: the first unpin unmarks and remembers the range, the second parks it. */
 static void park_pages(size_t first, size_t last)
@@ -40,14 +34,6 @@ static void park_pages(size_t first, size_t last)
 	unpin_pages(first, last);
 	pin_pages(first, last);
 	unpin_pages(first, last);
-}
-
-static void assert_marks(const char *expect)
-{
-	char got[NPAGES + 1];
-
-	fork_marks(arena, NPAGES, got);
-	assert_string_equal(got, expect);
 }
 
 static int setup(void **state)
