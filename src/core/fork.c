@@ -18,23 +18,31 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "fork.h"
 #include "registry.h"
 
 /*
- * A readers-writer gate built from a mutex and two condition variables
- * rather than pthread_rwlock_t: the forking thread holds the gate's mutex
- * across fork() and unlocks it in the child, which glibc allows for a
- * default mutex but not for a rwlock (its unlock path depends on the
- * owner's TID, which differs in the child).
+ * A readers-writer gate built from two counters, a mutex and two condition
+ * variables rather than pthread_rwlock_t: the forking thread holds the
+ * gate's mutex across fork() and unlocks it in the child, which glibc
+ * allows for a default mutex but not for a rwlock (its unlock path depends
+ * on the owner's TID, which differs in the child).
+ *
+ * Entering and leaving touch only the counters while no fork waits: a
+ * registration that makes no system call (a parked range revived) would
+ * otherwise spend its time passing the mutex between threads.  The
+ * counters are sequentially consistent, Dekker style: a thread raises
+ * `inside` and then reads `forks_waiting`, prepare raises `forks_waiting`
+ * and then reads `inside`, so at least one of them sees the other.
  */
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t can_enter;	/* no fork waiting */
 	pthread_cond_t drained;		/* no registration in flight */
-	unsigned int inside;		/* threads between enter and exit */
-	unsigned int forks_waiting;
+	atomic_uint inside;		/* threads between enter and exit */
+	atomic_uint forks_waiting;
 } gate = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.can_enter = PTHREAD_COND_INITIALIZER,
@@ -51,11 +59,10 @@ static void (*prepare_hook)(void);
 static void prepare(void)
 {
 	pthread_mutex_lock(&gate.lock);
-	gate.forks_waiting++;
-	while (gate.inside)
+	atomic_fetch_add(&gate.forks_waiting, 1);
+	while (atomic_load(&gate.inside))
 		pthread_cond_wait(&gate.drained, &gate.lock);
-	gate.forks_waiting--;
-	/* gate.lock stays held until the fork is done: nobody enters. */
+	/* gate.lock and forks_waiting stay until the fork is done: nobody enters. */
 	registry_lock();
 	registry_before_fork_locked();
 	if (prepare_hook)
@@ -67,6 +74,7 @@ static void parent(void)
 {
 	registry_release_edges();
 	registry_unlock();
+	atomic_fetch_sub(&gate.forks_waiting, 1);
 	pthread_cond_broadcast(&gate.can_enter);
 	pthread_mutex_unlock(&gate.lock);
 }
@@ -80,8 +88,8 @@ static void child(void)
 {
 	pthread_cond_init(&gate.can_enter, NULL);
 	pthread_cond_init(&gate.drained, NULL);
-	gate.inside = 0;
-	gate.forks_waiting = 0;
+	atomic_store(&gate.inside, 0);
+	atomic_store(&gate.forks_waiting, 0);
 	guard_depth = 0;
 	registry_reset_in_child();
 	registry_unlock();
@@ -114,26 +122,41 @@ int fork_on_child(void (*reset)(void))
 	return ret;
 }
 
+/* Leave the gate; wake a fork waiting for the last thread inside. */
+static void leave(void)
+{
+	if (atomic_fetch_sub(&gate.inside, 1) == 1 && atomic_load(&gate.forks_waiting)) {
+		/* Under the mutex: prepare is either before its check of
+		 * `inside` (and sees 0) or waiting (and gets the signal). */
+		pthread_mutex_lock(&gate.lock);
+		pthread_cond_signal(&gate.drained);
+		pthread_mutex_unlock(&gate.lock);
+	}
+}
+
 void fork_guard_enter(void)
 {
 	fork_init();
 	if (guard_depth++)
 		return;		/* nested: never wait behind a fork while inside */
-	pthread_mutex_lock(&gate.lock);
-	while (gate.forks_waiting)
-		pthread_cond_wait(&gate.can_enter, &gate.lock);
-	gate.inside++;
-	pthread_mutex_unlock(&gate.lock);
+	for (;;) {
+		atomic_fetch_add(&gate.inside, 1);
+		if (!atomic_load(&gate.forks_waiting))
+			return;
+		/* A fork is waiting: step back out and queue behind it. */
+		leave();
+		pthread_mutex_lock(&gate.lock);
+		while (atomic_load(&gate.forks_waiting))
+			pthread_cond_wait(&gate.can_enter, &gate.lock);
+		pthread_mutex_unlock(&gate.lock);
+	}
 }
 
 void fork_guard_exit(void)
 {
 	if (!guard_depth || --guard_depth)
 		return;
-	pthread_mutex_lock(&gate.lock);
-	if (--gate.inside == 0 && gate.forks_waiting)
-		pthread_cond_signal(&gate.drained);
-	pthread_mutex_unlock(&gate.lock);
+	leave();
 }
 
 int fork_on_prepare(void (*fn)(void))

@@ -50,7 +50,7 @@ static struct {
 	uint64_t cow_unbroken_pages;
 	uint64_t failures;
 	uint64_t revived;
-} reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} reg = { .lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP };
 
 /* Runs whose unmarking failed: see keep_stuck_locked(). */
 #define MAX_STUCK_RUNS 16
