@@ -9,6 +9,13 @@
  * violated registration first) and checks the mark is gone.
  *
  *   lifetime_shim_prog munmap|mremap|dontneed|free|remove|mapfixed|freecall
+ *   lifetime_shim_prog parked   (with SAFEPIN_UNMARK=deferred)
+ *
+ * parked: no violation at all.  The range is released twice, so the second
+ * release parks it (still marked); the application then unmaps it (legal),
+ * maps new memory there and marks it DONTFORK itself.  The shim must drop
+ * the parked range at the munmap, so that the next fork()'s flush does not
+ * clear the application's own mark.
  *
  * Exit 0 on success, 1 with a message otherwise.
  */
@@ -22,6 +29,7 @@
 #include <malloc.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <infiniband/verbs.h>
@@ -80,6 +88,35 @@ static char *map(void *at, int extra)
 	return p;
 }
 
+static int parked_case(void)
+{
+	char *p = map(NULL, 0);
+	pid_t pid;
+	int status;
+
+	for (int i = 0; i < 2; i++)
+		if (ibv_dontfork_range(p, N * page) || ibv_dofork_range(p, N * page))
+			die("ibv_dontfork_range/ibv_dofork_range");
+	if (!has_flag(p, "dc"))
+		die("the range released twice is not parked (SAFEPIN_UNMARK=deferred unset?)");
+	if (munmap(p, N * page))
+		die("munmap");
+	map(p, 0);
+	if (madvise(p, N * page, MADV_DONTFORK))
+		die("the application's own MADV_DONTFORK");
+	pid = fork();	/* the prepare handler flushes parked ranges */
+	if (pid < 0)
+		die("fork");
+	if (pid == 0)
+		_exit(0);
+	if (waitpid(pid, &status, 0) != pid)
+		die("waitpid");
+	if (!has_flag(p, "dc"))
+		die("the fork's flush cleared the application's own DONTFORK on new memory");
+	printf("ok parked\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *how = argc > 1 ? argv[1] : "";
@@ -92,6 +129,8 @@ int main(int argc, char **argv)
 	 * (libibverbs does that), and freecall needs an mmapped chunk. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	len = N * page;
+	if (!strcmp(how, "parked"))
+		return parked_case();
 	if (!strcmp(how, "freecall")) {
 		/* A malloc chunk big enough for glibc to mmap it. */
 		p = malloc(64 * page);
