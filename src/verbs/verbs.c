@@ -48,9 +48,18 @@ static struct {
 
 static pthread_once_t verbs_once = PTHREAD_ONCE_INIT;
 
+/*
+ * One free node kept per thread: a register/deregister cycle then takes
+ * vb.lock once each way instead of twice (measured in the 6.1 guest, where
+ * every lock operation is emulated, as a few us per cycle).  A thread that
+ * exits leaves its spare in the arena, one node.
+ */
+static _Thread_local struct mr_node *spare_node;
+
 /* The child owns no registration (the registry resets itself likewise). */
 static void verbs_child(void)
 {
+	spare_node = NULL;	/* the forking thread's: its arena goes below */
 	pthread_mutex_init(&vb.lock, NULL);
 	mr_table_forget(&vb.mrs);
 	arena_release(&vb.arena);
@@ -74,8 +83,12 @@ static void verbs_init(void)
 
 static struct mr_node *node_new(void)
 {
-	struct mr_node *n;
+	struct mr_node *n = spare_node;
 
+	if (n) {
+		spare_node = NULL;
+		return n;
+	}
 	pthread_mutex_lock(&vb.lock);
 	n = mr_table_node_new(&vb.mrs);
 	pthread_mutex_unlock(&vb.lock);
@@ -84,6 +97,10 @@ static struct mr_node *node_new(void)
 
 static void node_free(struct mr_node *n)
 {
+	if (!spare_node) {
+		spare_node = n;
+		return;
+	}
 	pthread_mutex_lock(&vb.lock);
 	mr_table_node_free(&vb.mrs, n);
 	pthread_mutex_unlock(&vb.lock);
