@@ -94,17 +94,18 @@
 
 /* RAW2 repeats RAW in a worker forked last: the spread between two
  * identical workers is the noise floor every ratio must be read against. */
-enum kase { RAW, FORKINIT, SAFEPIN, DEFERRED, RAW2, NR_CASES };
+enum kase { RAW, FORKINIT, SAFEPIN, DEFERRED, RAW2, RAW_DC, NR_CASES };
 enum pattern { PREFAULTED, FRESH, NR_PATTERNS };
 enum op { OP_RUN, OP_ANATOMY, OP_QUIT };
 
 static const char *const case_names[NR_CASES] = {
-	"raw", "forkinit", "safepin", "deferred", "raw2",
+	"raw", "forkinit", "safepin", "deferred", "raw2", "raw-dontfork",
 };
 static const char *const case_labels[NR_CASES] = {
 	"(a) ibv_reg_mr", "(b) + ibv_fork_init", "(c) safepin_reg_mr",
 	"(d) safepin_reg_mr, SAFEPIN_UNMARK_DEFERRED",
-	"(e) ibv_reg_mr again, in the last worker forked (control)",
+	"(e) ibv_reg_mr again, in a worker forked later (control)",
+	"(f) ibv_reg_mr of a buffer kept MADV_DONTFORK by hand (no library)",
 };
 static const char *const pattern_names[NR_PATTERNS] = { "prefaulted", "fresh" };
 
@@ -324,6 +325,9 @@ static int prefaulted_buf(size_t len)
 		return errno;
 	memset(wbuf, 0x5a, len);	/* write-fault every page */
 	wbuf_len = len;
+	/* (f): what any DONTFORK-based protection leaves the kernel to do. */
+	if (wcase == RAW_DC && madvise(wbuf, len, MADV_DONTFORK))
+		return errno;
 	return 0;
 }
 
@@ -581,7 +585,8 @@ static void measure(enum pattern pat, int si)
 			 * mapped again at the same address is revived unmarked until the
 			 * next fork re-marks it (docs/deferred-unmarking.md).  Timing it
 			 * on fresh mappings would time cycles that do not mark. */
-			if (!c.max_cycles || ((k == DEFERRED || k == RAW2) && pat == FRESH))
+			if (!c.max_cycles ||
+			    ((k == DEFERRED || k == RAW2 || k == RAW_DC) && pat == FRESH))
 				continue;
 			write_all(workers[k].to, &c, sizeof(c));
 			if (!read_all(workers[k].from, &rep, sizeof(rep)))
@@ -690,6 +695,7 @@ static void print_verdicts(FILE *f, bool md)
 	print_verdict(f, md, DEFERRED, RAW, 1.10, "within 1.10x of");
 	print_verdict(f, md, DEFERRED, FORKINIT, 0.9999, "faster than");
 	print_verdict(f, md, RAW2, RAW, 1.10, "(identical to a: the noise floor) within 1.10x of");
+	print_verdict(f, md, DEFERRED, RAW_DC, 1.10, "within 1.10x of");
 }
 
 static void print_text(FILE *f)
@@ -699,9 +705,9 @@ static void print_text(FILE *f)
 			continue;
 		fprintf(f, "\n%s buffer: register + deregister, median us per cycle (N cycles)\n",
 			pattern_names[p]);
-		fprintf(f, "%-9s %16s %16s %16s %16s %16s %7s %7s %7s %7s %7s\n", "size", "a raw",
-			"b forkinit", "c safepin", "d deferred", "e raw again", "c/a", "c/b",
-			"d/a", "d/b", "e/a");
+		fprintf(f, "%-9s %16s %16s %16s %16s %16s %16s %7s %7s %7s %7s %7s %7s\n", "size",
+			"a raw", "b forkinit", "c safepin", "d deferred", "e raw again",
+			"f raw dontfork", "c/a", "c/b", "d/a", "d/b", "e/a", "d/f");
 		for (int si = 0; si < nr_sizes; si++) {
 			const struct cell *c = cells[p][si];
 			char lbl[32], col[NR_CASES][32];
@@ -711,20 +717,22 @@ static void print_text(FILE *f)
 			size_label(sizes[si], lbl, sizeof(lbl));
 			for (int k = 0; k < NR_CASES; k++)
 				snprintf(col[k], sizeof(col[k]), "%.1f (%d)", c[k].med_us, c[k].n);
-			fprintf(f, "%-9s %16s %16s %16s %16s %16s %7.3f %7.3f %7.3f %7.3f %7.3f\n", lbl,
+			fprintf(f, "%-9s %16s %16s %16s %16s %16s %16s %7.3f %7.3f %7.3f %7.3f %7.3f "
+				"%7.3f\n", lbl,
 				col[0], col[1], col[2], c[DEFERRED].n ? col[3] : "-",
-				c[RAW2].n ? col[4] : "-",
+				c[RAW2].n ? col[4] : "-", c[RAW_DC].n ? col[5] : "-",
 				c[SAFEPIN].med_us / c[RAW].med_us,
 				c[SAFEPIN].med_us / c[FORKINIT].med_us,
 				c[DEFERRED].med_us / c[RAW].med_us,
 				c[DEFERRED].med_us / c[FORKINIT].med_us,
-				c[RAW2].med_us / c[RAW].med_us);
+				c[RAW2].med_us / c[RAW].med_us,
+				c[RAW_DC].n ? c[DEFERRED].med_us / c[RAW_DC].med_us : 0.0);
 		}
 	}
 	if (patterns[PREFAULTED]) {
 		fprintf(f, "\nprefaulted, split: median us of reg / dereg alone\n");
-		fprintf(f, "%-9s %17s %17s %17s %17s %17s\n", "size", "a reg/dereg", "b reg/dereg",
-			"c reg/dereg", "d reg/dereg", "e reg/dereg");
+		fprintf(f, "%-9s %17s %17s %17s %17s %17s %17s\n", "size", "a reg/dereg",
+			"b reg/dereg", "c reg/dereg", "d reg/dereg", "e reg/dereg", "f reg/dereg");
 		for (int si = 0; si < nr_sizes; si++) {
 			const struct cell *c = cells[PREFAULTED][si];
 			char lbl[32], col[NR_CASES][40];
@@ -733,8 +741,8 @@ static void print_text(FILE *f)
 			for (int k = 0; k < NR_CASES; k++)
 				snprintf(col[k], sizeof(col[k]), "%.1f / %.1f", c[k].med_reg_us,
 					 c[k].med_dereg_us);
-			fprintf(f, "%-9s %17s %17s %17s %17s %17s\n", lbl, col[0], col[1], col[2], col[3],
-				col[4]);
+			fprintf(f, "%-9s %17s %17s %17s %17s %17s %17s\n", lbl, col[0], col[1], col[2],
+				col[3], col[4], col[5]);
 		}
 		fprintf(f, "\nanatomy (safepin worker, prefaulted buffer, plain verbs): median us "
 			"per step\n");
@@ -766,8 +774,9 @@ static void print_markdown(FILE *f)
 			"Pre-faulted buffer, the same one re-registered" :
 			"Fresh (untouched) buffer per cycle");
 		fprintf(f, "| size | (a) raw µs | (b) fork_init µs | (c) safepin µs | (c)/(a) | (c)/(b) "
-			"| (d) deferred µs | (d)/(a) | (d)/(b) | (e) raw again µs | (e)/(a) | N a/b/c/d/e |\n"
-			"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+			"| (d) deferred µs | (d)/(a) | (d)/(b) | (e) raw again µs | (e)/(a) "
+			"| (f) raw, DONTFORK µs | (d)/(f) | N a/b/c/d/e/f |\n"
+			"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 		for (int si = 0; si < nr_sizes; si++) {
 			const struct cell *c = cells[p][si];
 			char lbl[32];
@@ -790,8 +799,13 @@ static void print_markdown(FILE *f)
 					c[RAW2].med_us / c[RAW].med_us);
 			else
 				fprintf(f, "| – | – ");
-			fprintf(f, "| %d/%d/%d/%d/%d |\n", c[RAW].n, c[FORKINIT].n, c[SAFEPIN].n,
-				c[DEFERRED].n, c[RAW2].n);
+			if (c[RAW_DC].n)
+				fprintf(f, "| %.1f | %.3f ", c[RAW_DC].med_us,
+					c[DEFERRED].med_us / c[RAW_DC].med_us);
+			else
+				fprintf(f, "| – | – ");
+			fprintf(f, "| %d/%d/%d/%d/%d/%d |\n", c[RAW].n, c[FORKINIT].n, c[SAFEPIN].n,
+				c[DEFERRED].n, c[RAW2].n, c[RAW_DC].n);
 		}
 	}
 	if (patterns[PREFAULTED]) {
@@ -824,7 +838,7 @@ static void print_tsv(FILE *f)
 {
 	fprintf(f, "# size_bytes\traw_us\tforkinit_us\tsafepin_us\tc/a\tc/b\tn_a\tn_b\tn_c"
 		"\tmin_a\tmin_b\tmin_c\treg_a\tdereg_a\treg_b\tdereg_b\treg_c\tdereg_c"
-		"\tdeferred_us\td/a\tn_d\traw2_us\te/a\n");
+		"\tdeferred_us\td/a\tn_d\traw2_us\te/a\traw_dontfork_us\td/f\n");
 	for (int p = 0; p < NR_PATTERNS; p++) {
 		fprintf(f, "# %s\n", pattern_names[p]);
 		for (int si = 0; si < nr_sizes; si++) {
@@ -833,7 +847,8 @@ static void print_tsv(FILE *f)
 			if (!measured(p, si))
 				continue;
 			fprintf(f, "%zu\t%.2f\t%.2f\t%.2f\t%.4f\t%.4f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f"
-				"\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.4f\t%d\t%.2f\t%.4f\n",
+				"\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.4f\t%d\t%.2f\t%.4f"
+				"\t%.2f\t%.4f\n",
 				sizes[si],
 				c[RAW].med_us, c[FORKINIT].med_us, c[SAFEPIN].med_us,
 				c[SAFEPIN].med_us / c[RAW].med_us,
@@ -843,7 +858,9 @@ static void print_tsv(FILE *f)
 				c[FORKINIT].med_dereg_us, c[SAFEPIN].med_reg_us,
 				c[SAFEPIN].med_dereg_us, c[DEFERRED].med_us,
 				c[DEFERRED].n ? c[DEFERRED].med_us / c[RAW].med_us : 0.0,
-				c[DEFERRED].n, c[RAW2].med_us, c[RAW2].med_us / c[RAW].med_us);
+				c[DEFERRED].n, c[RAW2].med_us, c[RAW2].med_us / c[RAW].med_us,
+				c[RAW_DC].med_us,
+				c[RAW_DC].n ? c[DEFERRED].med_us / c[RAW_DC].med_us : 0.0);
 		}
 		fprintf(f, "\n\n");	/* gnuplot index separator */
 	}
