@@ -681,7 +681,7 @@ static void print_verdict(FILE *f, bool md, enum kase k, enum kase base, double 
 		md ? "- " : "  ", case_labels[k][1], what, case_labels[base][1], met, n,
 		case_labels[k][1], case_labels[base][1], worst, l,
 		base == FORKINIT && workers[FORKINIT].hello.fork_status == IBV_FORK_UNNEEDED ?
-		" ((b) is (a) on this kernel, see above)" : "");
+		" ((b) marks nothing on this kernel, see above)" : "");
 }
 
 /* The targets, judged on this run's medians. */
@@ -888,7 +888,7 @@ static void print_header(FILE *f, bool md)
 		fork_status_name(workers[FORKINIT].hello.fork_status),
 		workers[FORKINIT].hello.fork_status == IBV_FORK_UNNEEDED ?
 		" (the kernel copies pinned pages at fork: libibverbs' fork support stays off "
-		"and (b) does what (a) does)" : "");
+		"and (b) marks nothing, like (a); compare its cost with (e))" : "");
 }
 
 int main(int argc, char **argv)
