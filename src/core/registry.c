@@ -1078,7 +1078,7 @@ int registry_set_policy(enum safepin_policy policy)
 	registry_lock();
 	if (reg.regs.nr_live)
 		ret = -EBUSY;
-	else
+	else if (!(ret = flush_parked_locked()))	/* parked marks follow the old policy */
 		reg.policy = policy;
 	registry_unlock();
 	return ret;

@@ -261,6 +261,21 @@ static void test_bad_input_changes_nothing(void **state)
 	assert_marks("DD......");
 }
 
+/* A policy change unmarks what the old policy parked. */
+static void test_policy_change_flushes(void **state)
+{
+	(void)state;
+	park_pages(1, 3);
+	assert_int_equal(stats_now().parked_registrations, 1);
+	assert_int_equal(safepin_set_policy(SAFEPIN_POLICY_ZERO_FILL), 0);
+	assert_int_equal(stats_now().parked_registrations, 0);
+	assert_marks("........");
+	park_pages(1, 3);
+	assert_marks(".WW.....");
+	assert_int_equal(safepin_set_policy(SAFEPIN_POLICY_DONTFORK), 0);
+	assert_marks("........");
+}
+
 /* Unmapping a parked range is legal: the monitor drops it without a stale madvise. */
 static void on_violation(const struct safepin_violation *v, void *arg)
 {
@@ -309,6 +324,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_parked_ranges_are_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input_changes_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_change_flushes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_monitor_drops_unmapped_parked_range, setup,
 						teardown),
 	};
