@@ -23,6 +23,21 @@ struct model {
 	enum range_mark mark[NPAGES];
 };
 
+/* Every page of @seg has @count and @seg->mark in the model. Return its pages. */
+static size_t assert_seg_matches(const struct model *m, const struct range_seg *seg,
+				 unsigned int count)
+{
+	size_t n = 0;
+
+	for (uintptr_t a = seg->start; a < seg->end; a += PAGE, n++) {
+		size_t p = (a - BASE) / PAGE;
+
+		assert_int_equal(m->count[p], count);
+		assert_int_equal(m->mark[p], seg->mark);
+	}
+	return n;
+}
+
 struct walk_check {
 	const struct model *m;
 	uintptr_t prev_end;
@@ -41,13 +56,7 @@ static int check_interval(void *ctx, const struct range_seg *seg, unsigned int c
 	/* Neighbours with equal count and mark must have been merged. */
 	if (seg->start == w->prev_end)
 		assert_false(count == w->prev_count && seg->mark == w->prev_mark);
-	for (uintptr_t a = seg->start; a < seg->end; a += PAGE) {
-		size_t p = (a - BASE) / PAGE;
-
-		assert_int_equal(w->m->count[p], count);
-		assert_int_equal(w->m->mark[p], seg->mark);
-		w->pages++;
-	}
+	w->pages += assert_seg_matches(w->m, seg, count);
 	w->prev_end = seg->end;
 	w->prev_count = count;
 	w->prev_mark = seg->mark;
@@ -66,13 +75,7 @@ static int check_window_interval(void *ctx, const struct range_seg *seg, unsigne
 
 	assert_true(seg->start >= w->start && seg->end <= w->end);
 	assert_true(seg->start < seg->end && seg->start >= w->prev_end);
-	for (uintptr_t a = seg->start; a < seg->end; a += PAGE) {
-		size_t p = (a - BASE) / PAGE;
-
-		assert_int_equal(w->m->count[p], count);
-		assert_int_equal(w->m->mark[p], seg->mark);
-		w->pages++;
-	}
+	w->pages += assert_seg_matches(w->m, seg, count);
 	w->prev_end = seg->end;
 	return 0;
 }
