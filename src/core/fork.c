@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 
 #include "fork.h"
+#include "once.h"
 #include "registry.h"
 
 /*
@@ -48,8 +49,8 @@ static struct {
 	.can_enter = PTHREAD_COND_INITIALIZER,
 	.drained = PTHREAD_COND_INITIALIZER,
 };
-static _Thread_local unsigned int guard_depth;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static SP_THREAD_LOCAL unsigned int guard_depth;
+static struct once fork_once = ONCE_INIT;
 
 /* Consumers' child resets; written under gate.lock, read in the child. */
 static void (*child_resets[FORK_MAX_CHILD_RESETS])(void);
@@ -105,7 +106,7 @@ static void do_fork_init(void)
 
 void fork_init(void)
 {
-	pthread_once(&fork_once, do_fork_init);
+	once_run(&fork_once, do_fork_init);
 }
 
 int fork_on_child(void (*reset)(void))

@@ -12,9 +12,10 @@
 #include "lifetime.h"
 #include "log.h"
 #include "probe.h"
+#include "once.h"
 #include "registry.h"
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static struct once init_once = ONCE_INIT;
 
 static void init(void)
 {
@@ -25,7 +26,7 @@ static void init(void)
 
 void safepin_init(void)
 {
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 }
 
 static int fail(int ret)
@@ -50,7 +51,7 @@ SAFEPIN_EXPORT int safepin_pin(const void *addr, size_t len, unsigned int flags)
 {
 	int ret;
 
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 	ret = check_range(addr, len);
 	if (!ret && flags)
 		ret = -EINVAL;
@@ -66,7 +67,7 @@ SAFEPIN_EXPORT int safepin_unpin(const void *addr, size_t len)
 {
 	int ret;
 
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 	ret = check_range(addr, len);
 	if (ret)
 		return fail(ret);
@@ -78,7 +79,7 @@ SAFEPIN_EXPORT int safepin_unpin(const void *addr, size_t len)
 
 SAFEPIN_EXPORT void safepin_fork_guard_enter(void)
 {
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 	fork_guard_enter();
 }
 
@@ -89,7 +90,7 @@ SAFEPIN_EXPORT void safepin_fork_guard_exit(void)
 
 SAFEPIN_EXPORT int safepin_set_policy(enum safepin_policy policy)
 {
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 	switch (policy) {
 	case SAFEPIN_POLICY_DONTFORK:
 	case SAFEPIN_POLICY_ZERO_FILL:
@@ -111,7 +112,7 @@ SAFEPIN_EXPORT int safepin_set_policy(enum safepin_policy policy)
 
 SAFEPIN_EXPORT enum safepin_policy safepin_get_policy(void)
 {
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 	return registry_policy();
 }
 
@@ -119,7 +120,7 @@ SAFEPIN_EXPORT int safepin_set_unmark(enum safepin_unmark mode)
 {
 	int ret;
 
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 	if (mode != SAFEPIN_UNMARK_IMMEDIATE && mode != SAFEPIN_UNMARK_DEFERRED)
 		return fail(-EINVAL);
 	fork_guard_enter();
@@ -130,7 +131,7 @@ SAFEPIN_EXPORT int safepin_set_unmark(enum safepin_unmark mode)
 
 SAFEPIN_EXPORT enum safepin_unmark safepin_get_unmark(void)
 {
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 	return registry_unmark();
 }
 
@@ -138,7 +139,7 @@ SAFEPIN_EXPORT int safepin_flush(void)
 {
 	int ret;
 
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 	fork_guard_enter();
 	ret = registry_flush();
 	fork_guard_exit();
@@ -150,7 +151,7 @@ SAFEPIN_EXPORT int safepin_get_stats(struct safepin_stats *stats)
 	struct safepin_stats all = { .size = sizeof(all) };
 	size_t size;
 
-	pthread_once(&init_once, init);
+	once_run(&init_once, init);
 	if (!stats || stats->size < offsetof(struct safepin_stats, live_registrations))
 		return fail(-EINVAL);
 	size = stats->size < sizeof(all) ? stats->size : sizeof(all);

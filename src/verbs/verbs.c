@@ -32,6 +32,7 @@
 #include "init.h"
 #include "log.h"
 #include "mr_table.h"
+#include "once.h"
 #include "rereg_plan.h"
 #include "registry.h"
 
@@ -46,7 +47,7 @@ static struct {
 	struct mr_table mrs;
 } vb = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static pthread_once_t verbs_once = PTHREAD_ONCE_INIT;
+static struct once verbs_once = ONCE_INIT;
 
 /*
  * One free node kept per thread: a register/deregister cycle then takes
@@ -54,7 +55,7 @@ static pthread_once_t verbs_once = PTHREAD_ONCE_INIT;
  * every lock operation is emulated, as a few us per cycle).  A thread that
  * exits leaves its spare in the arena, one node.
  */
-static _Thread_local struct mr_node *spare_node;
+static SP_THREAD_LOCAL struct mr_node *spare_node;
 
 /* The child owns no registration (the registry resets itself likewise). */
 static void verbs_child(void)
@@ -78,7 +79,7 @@ static void verbs_init_once(void)
 
 static void verbs_init(void)
 {
-	pthread_once(&verbs_once, verbs_init_once);
+	once_run(&verbs_once, verbs_init_once);
 }
 
 static struct mr_node *node_new(void)
