@@ -23,7 +23,7 @@ struct pin_placement;
 int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl);
 int registry_unpin(uintptr_t addr, size_t len);
 
-/* Deferred unmarking (registry.c, "deferred unmarking"); callers hold the fork guard. */
+/* Deferred unmarking (registry_deferred.c); callers hold the fork guard. */
 int registry_set_unmark(enum safepin_unmark mode);
 enum safepin_unmark registry_unmark(void);
 int registry_flush(void);
