@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "node_alloc.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -29,26 +30,45 @@ static struct injector {
 	enum fault_kind kind;
 	long detail;
 	int err;
-	bool match;		/* fail_next(): fail the first call of kind/detail */
+	bool match;		/* fail_calls(): fail calls of kind/detail by number */
 	enum fault_kind match_kind;
 	long match_detail;
 	int match_err;		/* 0: fault_errno()'s */
+	int match_first, match_count;	/* the calls #first .. #first + count - 1 */
+	int match_seen;		/* calls of kind/detail so far */
+	int fired_count;
 } inj;
+
+void fault_fail_calls(enum fault_kind k, long detail, int first, int count, int err)
+{
+	inj = (struct injector){ .match = true, .match_kind = k, .match_detail = detail,
+				 .match_err = err, .match_first = first, .match_count = count };
+}
 
 void fault_fail_next(enum fault_kind k, long detail)
 {
-	inj = (struct injector){ .match = true, .match_kind = k, .match_detail = detail };
+	fault_fail_calls(k, detail, 1, 1, 0);
 }
 
 void fault_fail_next_errno(enum fault_kind k, long detail, int err)
 {
-	fault_fail_next(k, detail);
-	inj.match_err = err;
+	fault_fail_calls(k, detail, 1, 1, err);
+}
+
+void fault_disarm(void)
+{
+	inj.match = false;
+	inj.armed = false;
 }
 
 bool fault_fired(void)
 {
 	return inj.fired;
+}
+
+int fault_fired_count(void)
+{
+	return inj.fired_count;
 }
 
 int fault_errno(enum fault_kind k, long detail)
@@ -62,6 +82,7 @@ int fault_errno(enum fault_kind k, long detail)
 	case FK_READ: return EIO;
 	case FK_IOCTL: return EBUSY;
 	case FK_DEVICE: return EPROTO;
+	case FK_NODE: return ENOMEM;	/* what the arena's failure gives */
 	default: return EDOM;
 	}
 }
@@ -82,7 +103,7 @@ const char *fault_desc(enum fault_kind k, long detail)
 		default: snprintf(buf, sizeof(buf), "madvise(%ld)", detail); return buf;
 		}
 	case FK_MMAP: return "mmap (bookkeeping)";
-	case FK_MALLOC: return "malloc/realloc";
+	case FK_MALLOC: return detail == FAULT_REALLOC ? "realloc" : "malloc/calloc";
 	case FK_OPEN: return "open(/proc/self/smaps)";
 	case FK_READ: return "read(/proc/self/smaps)";
 	case FK_IOCTL:
@@ -103,6 +124,7 @@ const char *fault_desc(enum fault_kind k, long detail)
 
 		return detail > 0 && detail < 5 ? dev[detail] : "device call";
 	}
+	case FK_NODE: return "bookkeeping node (hooked map)";
 	default: return "?";
 	}
 }
@@ -110,8 +132,14 @@ const char *fault_desc(enum fault_kind k, long detail)
 int fault_point(enum fault_kind k, long detail)
 {
 	if (inj.match && k == inj.match_kind && detail == inj.match_detail) {
-		inj.match = false;
+		int n = ++inj.match_seen - inj.match_first;
+
+		if (n < 0)
+			return 0;
+		if (n >= inj.match_count - 1)
+			inj.match = false;	/* the last one to fail */
 		inj.fired = true;
+		inj.fired_count++;
 		inj.err = inj.match_err ? inj.match_err : fault_errno(k, detail);
 		return inj.err;
 	}
@@ -195,7 +223,7 @@ void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 
 void *__wrap_malloc(size_t size)
 {
-	int e = fault_point(FK_MALLOC, 0);
+	int e = fault_point(FK_MALLOC, FAULT_MALLOC);
 
 	if (e) {
 		errno = e;
@@ -206,7 +234,7 @@ void *__wrap_malloc(size_t size)
 
 void *__wrap_calloc(size_t n, size_t size)
 {
-	int e = fault_point(FK_MALLOC, 0);
+	int e = fault_point(FK_MALLOC, FAULT_MALLOC);
 
 	if (e) {
 		errno = e;
@@ -217,7 +245,7 @@ void *__wrap_calloc(size_t n, size_t size)
 
 void *__wrap_realloc(void *p, size_t size)
 {
-	int e = fault_point(FK_MALLOC, 0);
+	int e = fault_point(FK_MALLOC, FAULT_REALLOC);
 
 	if (e) {
 		errno = e;
@@ -254,6 +282,33 @@ ssize_t __wrap_read(int fd, void *buf, size_t n)
 		return -1;
 	}
 	return __real_read(fd, buf, n);
+}
+
+/* ---- a registry map's node allocator, hooked --------------------------------- */
+
+static struct node_alloc hooked;	/* the allocator replaced */
+
+static void *hooked_alloc(void *ctx, size_t size)
+{
+	(void)ctx;
+	return fault_point(FK_NODE, 0) ? NULL : hooked.alloc(hooked.ctx, size);
+}
+
+static void hooked_free(void *ctx, void *ptr, size_t size)
+{
+	(void)ctx;
+	hooked.free(hooked.ctx, ptr, size);
+}
+
+void fault_hook_node_alloc(struct node_alloc *a)
+{
+	hooked = *a;
+	*a = (struct node_alloc){ hooked_alloc, hooked_free, NULL };
+}
+
+void fault_unhook_node_alloc(struct node_alloc *a)
+{
+	*a = hooked;
 }
 
 /* ---- observation (unarmed; no allocation) --------------------------------- */
@@ -295,6 +350,51 @@ void fault_marks(const void *addr, size_t n, char *out)
 
 				for (uintptr_t p = s > a0 ? s : a0; p < e && p < a1; p += PAGE)
 					out[(p - a0) / PAGE] = c;
+			}
+			line = nl + 1;
+		}
+		fill -= (size_t)(line - chunk);
+		memmove(chunk, line, fill);
+	}
+	close(fd);
+}
+
+void fault_layout(const void *addr, size_t n, char *out, size_t size)
+{
+	static char chunk[1 << 16];
+	uintptr_t a0 = (uintptr_t)addr, a1 = a0 + n * PAGE;
+	unsigned long s = 0, e = 0;
+	size_t fill = 0, len = 0;
+	int fd = __real_open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+
+	out[0] = '\0';
+	if (fd < 0)
+		return;
+	for (;;) {
+		ssize_t r = __real_read(fd, chunk + fill, sizeof(chunk) - 1 - fill);
+		char *line = chunk, *nl;
+
+		if (r <= 0)
+			break;
+		fill += (size_t)r;
+		chunk[fill] = '\0';
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			char *end;
+			unsigned long hs = strtoul(line, &end, 16);
+
+			if (end != line && *end == '-') {
+				s = hs;
+				e = strtoul(end + 1, NULL, 16);
+			} else if (!strncmp(line, "VmFlags:", 8) && s < a1 && e > a0 &&
+				   len < size) {
+				char c = strstr(line, " dc") ? 'D' : strstr(line, " wf") ? 'W' : '.';
+				uintptr_t from = s > a0 ? s : a0, to = e < a1 ? e : a1;
+				int w = snprintf(out + len, size - len, "%lu-%lu:%c ",
+						 (unsigned long)((from - a0) / PAGE),
+						 (unsigned long)((to - a0) / PAGE), c);
+
+				len = w > 0 && (size_t)w < size - len ? len + (size_t)w : size;
 			}
 			line = nl + 1;
 		}

@@ -41,13 +41,17 @@
 enum fault_kind {
 	FK_MADVISE,	/* detail: advice */
 	FK_MMAP,
-	FK_MALLOC,	/* malloc, calloc, realloc */
+	FK_MALLOC,	/* detail: FAULT_MALLOC (malloc, calloc) or FAULT_REALLOC */
 	FK_OPEN,
 	FK_READ,
 	FK_IOCTL,	/* detail: request (PROCMAP_QUERY, VFIO, iommufd) */
 	FK_DEVICE,	/* a fake provider's verbs call; detail: which */
+	FK_NODE,	/* a bookkeeping node of a hooked map: fault_hook_node_alloc() */
 	FK_NR
 };
+
+#define FAULT_MALLOC 0
+#define FAULT_REALLOC 1
 
 /* The errno each kind fails with: distinct, so that pass-through shows. */
 int fault_errno(enum fault_kind k, long detail);
@@ -58,8 +62,27 @@ const char *fault_desc(enum fault_kind k, long detail);
 void fault_fail_next(enum fault_kind k, long detail);
 /* The same with errno @err (e.g. ENOMEM, as the kernel gives at vm.max_map_count). */
 void fault_fail_next_errno(enum fault_kind k, long detail, int err);
-/* Whether that failure happened since. */
+/*
+ * Outside fault_run(): counting only the calls of kind @k with @detail from
+ * now on, fail calls #@first .. #@first + @count - 1 (1-based; @count
+ * INT_MAX: every one from #@first on) with errno @err (0: fault_errno()'s).
+ */
+void fault_fail_calls(enum fault_kind k, long detail, int first, int count, int err);
+/* Stop failing calls (fault_fail_next(), fault_fail_calls()). */
+void fault_disarm(void);
+/* Whether that failure happened since; how many calls it failed. */
 bool fault_fired(void);
+int fault_fired_count(void);
+
+/*
+ * Route the node allocator @a (of one of the registry's maps, reached
+ * through registry_internal.h) through the injector as FK_NODE, so that a
+ * bookkeeping allocation the arena would serve can fail on demand; undone
+ * by fault_unhook_node_alloc(@a).  One at a time.
+ */
+struct node_alloc;
+void fault_hook_node_alloc(struct node_alloc *a);
+void fault_unhook_node_alloc(struct node_alloc *a);
 
 /* Called by the wrappers (and fake devices): 0 to proceed, else the errno to fail with. */
 int fault_point(enum fault_kind k, long detail);
@@ -106,5 +129,11 @@ void fault_summary(const char *prog);
 
 /* One character per page of [addr, addr + n pages). */
 void fault_marks(const void *addr, size_t n, char *out);
+/*
+ * The VMAs meeting [addr, addr + n pages), clipped to it: "first-end:c "
+ * for each, in pages from @addr, c as fault_marks() gives it.  Shows the
+ * VMA splits and merges that fault_marks() cannot.
+ */
+void fault_layout(const void *addr, size_t n, char *out, size_t size);
 
 #endif

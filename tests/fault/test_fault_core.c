@@ -11,6 +11,7 @@
  * two marked runs and three pre-faulted VMAs.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "registry_internal.h"
 #include "vm.h"
 
 #define R_ADDR (fault_buf + PAGE + 100)
@@ -191,9 +193,260 @@ static int check_enomem_flushes_parked(void)
 	return strcmp(marks, "....") ? 6 : 0;
 }
 
+static struct safepin_stats stats_now(void)
+{
+	struct safepin_stats st = { .size = sizeof(st) };
+
+	if (safepin_get_stats(&st))
+		abort();
+	return st;
+}
+
+/* Run @check in a child, on a registry of its own (fresh counts, arena and
+ * set of recently unpinned ranges); its return value, or -1. */
+static int in_child(int (*check)(void))
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0)
+		_exit(check());
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/* Pin and unpin [first, last) of fault_buf twice: deferred, the second unpin parks it. */
+static int park(size_t first, size_t last)
+{
+	for (int i = 0; i < 2; i++)
+		if (safepin_pin(fault_buf + first * PAGE, (last - first) * PAGE, 0) ||
+		    safepin_unpin(fault_buf + first * PAGE, (last - first) * PAGE))
+			return -1;
+	return 0;
+}
+
+/* Run @fn with stderr going to @log (NUL terminated, truncated to @size). */
+static int with_stderr_to(char *log, size_t size, int (*fn)(void))
+{
+	int fds[2], saved, ret;
+	ssize_t n;
+
+	fflush(stderr);
+	if (pipe(fds) || (saved = dup(2)) < 0 || dup2(fds[1], 2) < 0)
+		abort();
+	ret = fn();
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(fds[1]);
+	n = read(fds[0], log, size - 1);
+	log[n > 0 ? n : 0] = '\0';
+	close(fds[0]);
+	return ret;
+}
+
+static int flush_op(void)
+{
+	return safepin_flush() ? errno : 0;
+}
+
+static bool same_counts(const struct safepin_stats *a, const struct safepin_stats *b)
+{
+	return a->live_registrations == b->live_registrations &&
+	       a->parked_registrations == b->parked_registrations &&
+	       a->pages_marked == b->pages_marked && a->madvise_calls == b->madvise_calls;
+}
+
+/*
+ * Deferred unmarking, the flush out of bookkeeping memory (the arena's
+ * mmap failing): range_map_reserve() of the page counts fails, the parked
+ * ranges stay parked, counted and marked, the failure is logged and
+ * counted, nothing else changes; the next flush that gets memory unmarks
+ * them.  Tried from the fork prepare handler (no caller to tell: counted
+ * once) and from safepin_flush() (ENOMEM; counted by the flush and by the
+ * API's error return).
+ */
+static int check_flush_enomem_keeps_parked(void)
+{
+	struct safepin_stats s0, s1;
+	char *b = fault_buf;	/* pages 0-5: private anonymous */
+	char m0[8], m1[8], lay0[256], lay1[256], log[1024];
+	char *d;
+	int err, ret = 0;
+	size_t i;
+
+	/*
+	 * [0,2) of the buffer parked.  On 16 pages elsewhere, 16 one-page
+	 * registrations and one over all of them: the page counts hold one
+	 * node of count 2, and each unpin of a one-page registration splits
+	 * it with a spare node, freeing none.
+	 */
+	d = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (d == MAP_FAILED || safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED) || park(0, 2))
+		return 1;
+	for (i = 0; i < 16; i++)
+		if (safepin_pin(d + i * PAGE, PAGE, 0))
+			return 1;
+	if (safepin_pin(d, 16 * PAGE, 0))
+		return 1;
+	/*
+	 * Out of bookkeeping memory from now on: unpins use up the spare
+	 * nodes, which cannot be topped up again, until the flush's
+	 * range_map_reserve() of the page counts has to allocate.
+	 */
+	fault_hook_node_alloc(&registry_state.pages.alloc);
+	fault_fail_calls(FK_NODE, 0, 1, INT_MAX, 0);
+	for (i = 0; i < 16 && registry_state.pages.nr_spare >= 2; i += 2)
+		if (safepin_unpin(d + i * PAGE, PAGE)) {
+			ret = 2;
+			goto out;
+		}
+	fault_marks(b, 6, m0);
+	fault_layout(b, 6, lay0, sizeof(lay0));
+	s0 = stats_now();
+	printf("flush enomem: parked %s (%s), parked %lu, marked %lu, spare nodes %zu\n", m0,
+	       lay0, (unsigned long)s0.parked_registrations, (unsigned long)s0.pages_marked,
+	       registry_state.pages.nr_spare);
+	if (strcmp(m0, "DD....") || s0.parked_registrations != 1 ||
+	    registry_state.pages.nr_spare >= 2) {
+		ret = 3;
+		goto out;
+	}
+	/* The fork prepare handler's flush. */
+	if (with_stderr_to(log, sizeof(log), fork_op) || !fault_fired()) {
+		ret = 4;
+		goto out;
+	}
+	fault_marks(b, 6, m1);
+	fault_layout(b, 6, lay1, sizeof(lay1));
+	s1 = stats_now();
+	printf("flush enomem: after fork: %s (%s), parked %lu, marked %lu, failures +%lu\n",
+	       m1, lay1, (unsigned long)s1.parked_registrations, (unsigned long)s1.pages_marked,
+	       (unsigned long)(s1.failures - s0.failures));
+	if (strcmp(m0, m1) || strcmp(lay0, lay1) || !same_counts(&s0, &s1) ||
+	    s1.failures != s0.failures + 1 ||
+	    !strstr(log, "out of memory unmarking parked registrations: 1 stay marked")) {
+		printf("flush enomem: log: %s", log);
+		ret = 5;
+		goto out;
+	}
+	/* safepin_flush(): ENOMEM to the caller. */
+	s0 = s1;
+	err = with_stderr_to(log, sizeof(log), flush_op);
+	fault_marks(b, 6, m1);
+	fault_layout(b, 6, lay1, sizeof(lay1));
+	s1 = stats_now();
+	if (err != ENOMEM || strcmp(m0, m1) || strcmp(lay0, lay1) || !same_counts(&s0, &s1) ||
+	    s1.failures != s0.failures + 2 ||
+	    !strstr(log, "out of memory unmarking parked registrations: 1 stay marked")) {
+		printf("flush enomem: safepin_flush: %d, %s (%s), failures +%lu, log: %s", err,
+		       m1, lay1, (unsigned long)(s1.failures - s0.failures), log);
+		ret = 6;
+		goto out;
+	}
+	/* Memory again: the next flush unmarks them. */
+	fault_disarm();
+	if (safepin_flush()) {
+		ret = 7;
+		goto out;
+	}
+	fault_marks(b, 6, m1);
+	s1 = stats_now();
+	printf("flush enomem: flushed with memory: %s, parked %lu, marked %lu\n", m1,
+	       (unsigned long)s1.parked_registrations, (unsigned long)s1.pages_marked);
+	if (strcmp(m1, "......") || s1.parked_registrations ||
+	    s1.pages_marked != s0.pages_marked - 2)
+		ret = 8;
+out:
+	fault_disarm();
+	fault_unhook_node_alloc(&registry_state.pages.alloc);
+	if (safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE))
+		ret = ret ? ret : 9;
+	return ret;
+}
+
+/* The VMA layout of pages 0-5 and the stats after flushing three parked neighbours. */
+struct flushed {
+	char layout[256];
+	uint64_t madvise_calls, pages_marked, failures, parked;
+	int realloc_failed;
+};
+
+/* @fail_reallocs: how many reallocs fail from the first (the batch's), INT_MAX: all. */
+static int flush_three(int fail_reallocs, struct flushed *f)
+{
+	struct safepin_stats s0, s1;
+	char m[8];
+
+	if (safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED) || park(0, 2) || park(2, 4) || park(4, 6))
+		return -1;
+	fault_marks(fault_buf, 6, m);
+	s0 = stats_now();
+	if (strcmp(m, "DDDDDD") || s0.parked_registrations != 3)
+		return -1;
+	if (fail_reallocs)
+		fault_fail_calls(FK_MALLOC, FAULT_REALLOC, 1, fail_reallocs, 0);
+	if (safepin_flush())
+		return -1;
+	f->realloc_failed = fail_reallocs ? fault_fired_count() : 0;
+	fault_disarm();
+	s1 = stats_now();
+	fault_layout(fault_buf, 6, f->layout, sizeof(f->layout));
+	f->madvise_calls = s1.madvise_calls - s0.madvise_calls;
+	f->pages_marked = s1.pages_marked;
+	f->failures = s1.failures - s0.failures;
+	f->parked = s1.parked_registrations;
+	printf("flush, %d realloc(s) failing: %s madvise %lu, marked %lu, parked %lu\n",
+	       f->realloc_failed, f->layout, (unsigned long)f->madvise_calls,
+	       (unsigned long)f->pages_marked, (unsigned long)f->parked);
+	return safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE) ? -1 : 0;
+}
+
+/*
+ * Deferred unmarking, the flush without memory for its batch of runs: each
+ * run is unmarked on its own instead of coalesced with its neighbours.
+ * Only the number of madvise() calls may tell: VMA flags, VMA bounds and
+ * counts end as the batched flush and as immediate unmarking leave them.
+ */
+static int check_flush_unbatched_same_end_state(void)
+{
+	struct flushed batched, all, first;
+	char imm[256];
+	uint64_t marked_imm;
+
+	/* Immediate unmarking of the same three neighbours. */
+	for (size_t i = 0; i < 6; i += 2)
+		if (safepin_pin(fault_buf + i * PAGE, 2 * PAGE, 0))
+			return 1;
+	for (size_t i = 0; i < 6; i += 2)
+		if (safepin_unpin(fault_buf + i * PAGE, 2 * PAGE))
+			return 1;
+	fault_layout(fault_buf, 6, imm, sizeof(imm));
+	marked_imm = stats_now().pages_marked;
+	printf("immediate unmarking: %s marked %lu\n", imm, (unsigned long)marked_imm);
+	if (flush_three(0, &batched) || flush_three(INT_MAX, &all) || flush_three(1, &first))
+		return 2;
+	if (strcmp(batched.layout, imm) || strcmp(all.layout, imm) || strcmp(first.layout, imm))
+		return 3;
+	if (batched.pages_marked != marked_imm || all.pages_marked != marked_imm ||
+	    first.pages_marked != marked_imm || all.parked || first.parked || all.failures ||
+	    first.failures)
+		return 4;
+	/* The paths taken: one madvise for the batch, one per run without it. */
+	if (batched.madvise_calls != 1 || all.realloc_failed != 3 || all.madvise_calls != 3 ||
+	    first.realloc_failed != 1 || first.madvise_calls != 2)
+		return 5;
+	return 0;
+}
+
 int main(void)
 {
-	int fails = 0;
+	int fails = 0, ret;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* Map the buffer (fault_run does it on first use) and lay it out. */
@@ -217,6 +470,16 @@ int main(void)
 	}
 	if (check_enomem_flushes_parked()) {
 		printf("FAIL: ENOMEM with parked ranges did not give their VMAs back\n");
+		fails++;
+	}
+	if ((ret = in_child(check_flush_enomem_keeps_parked))) {
+		printf("check_flush_enomem_keeps_parked: %d\n", ret);
+		printf("FAIL: a flush out of memory did not keep its parked ranges as they were\n");
+		fails++;
+	}
+	if ((ret = in_child(check_flush_unbatched_same_end_state))) {
+		printf("check_flush_unbatched_same_end_state: %d\n", ret);
+		printf("FAIL: a flush without its batch ended unlike immediate unmarking\n");
 		fails++;
 	}
 	fault_summary("test_fault_core");
