@@ -73,6 +73,8 @@ static void *map(size_t len)
 	return p;
 }
 
+static int other_status;	/* the last status census() counted in out[2] */
+
 /* Pages of [p, p + n pages) per node: out[0], out[1]; out[2] not present/other. */
 static void census(const void *p, size_t n, size_t out[3])
 {
@@ -89,8 +91,11 @@ static void census(const void *p, size_t n, size_t out[3])
 			perror("move_pages");
 			exit(1);
 		}
-		for (size_t j = 0; j < k; j++)
+		for (size_t j = 0; j < k; j++) {
 			out[status[j] == 0 ? 0 : status[j] == 1 ? 1 : 2]++;
+			if (status[j] != 0 && status[j] != 1)
+				other_status = status[j];
+		}
 	}
 }
 
@@ -158,22 +163,173 @@ static int count_vmas(void)
 	return n;
 }
 
+/*
+ * Memory of one node from /proc/zoneinfo, in pages, summed over its
+ * populated zones: free, and the min/low/high watermarks the allocator
+ * checks.  An MPOL_PREFERRED allocation falls back to another node only
+ * when the node's zones are at their low watermark.
+ */
+struct node_mem {
+	long free, min, low, high, managed;
+};
+
+static struct node_mem node_mem(int node)
+{
+	struct node_mem m = { 0 }, z = { 0 };
+	char line[256], key[32];
+	bool in = false;
+	FILE *f = fopen("/proc/zoneinfo", "re");
+	long v;
+	int nd;
+
+	if (!f) {
+		perror("/proc/zoneinfo");
+		exit(1);
+	}
+	for (;;) {
+		bool eof = !fgets(line, sizeof(line), f);
+
+		if (eof || sscanf(line, "Node %d, zone %31s", &nd, key) == 2) {
+			if (in && z.managed > 0) {
+				m.free += z.free;
+				m.min += z.min;
+				m.low += z.low;
+				m.high += z.high;
+				m.managed += z.managed;
+			}
+			if (eof)
+				break;
+			in = nd == node;
+			memset(&z, 0, sizeof(z));
+		} else if (!in) {
+			continue;
+		} else if (sscanf(line, " pages free %ld", &v) == 1) {
+			z.free = v;
+		} else if (sscanf(line, " %31s %ld", key, &v) == 2) {
+			/* exact words: the per-CPU lists have "high:" */
+			if (!strcmp(key, "min"))
+				z.min = v;
+			else if (!strcmp(key, "low"))
+				z.low = v;
+			else if (!strcmp(key, "high"))
+				z.high = v;
+			else if (!strcmp(key, "managed"))
+				z.managed = v;
+		}
+	}
+	fclose(f);
+	return m;
+}
+
+static long node_huge(int node, const char *what)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path),
+		 "/sys/devices/system/node/node%d/hugepages/hugepages-2048kB/%s", node, what);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+	int bad = !f || fputs(text, f) < 0;
+
+	if ((f && fclose(f)) || bad)
+		printf("numa_guest: cannot write %s: %s\n", path, strerror(errno));
+}
+
+/* Pages of room on @node above its low watermark. */
+static long room(const struct node_mem *m)
+{
+	return m->free - m->low;
+}
+
+#define ROOM_SLACK 2048l	/* 8 MiB: page tables, the kernel's own allocations */
+
+/*
+ * Before a placement on @node of @n pages: if the node cannot hold them
+ * above its low watermark, give it back its page cache and compact it
+ * (reclaimable memory does not stop the fallback: the allocator's fast
+ * path tries the next node before it reclaims).
+ */
+static struct node_mem make_room(int node, size_t n)
+{
+	struct node_mem m = node_mem(node);
+	char path[96];
+
+	if (room(&m) >= (long)n + ROOM_SLACK)
+		return m;
+	write_file("/proc/sys/vm/drop_caches", "3");
+	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/compact", node);
+	write_file(path, "1");
+	printf("place: node %d: %ld pages free, low watermark %ld: dropped caches, compacted: "
+	       "%ld free\n", node, m.free, m.low, node_mem(node).free);
+	return node_mem(node);
+}
+
+/*
+ * The pages of [p, p + n pages) should be on @node.  Strict whenever the
+ * node had room for them above its low watermark before (@before).  Only
+ * when it had not, and it is at its watermarks afterwards, may pages be
+ * elsewhere: the kernel's MPOL_PREFERRED fallback, which a placement must
+ * then have counted (@off, from pages_off_node; -1 without a placement)
+ * page for page, and no page may be missing.
+ */
+static void check_on(const char *what, const void *p, size_t n, int node,
+		     const struct node_mem *before, long long off)
+{
+	struct node_mem after = node_mem(node);
+	bool short_before = room(before) < (long)n + ROOM_SLACK;
+	bool at_wmark = after.free < after.high + ROOM_SLACK;
+	size_t c[3];
+
+	census(p, n, c);
+	printf("place: %s: %zu/%zu pages on node %d, %zu on node %d, %zu neither (status %d); "
+	       "off_node %s%lld\n", what, c[node], n, node, c[!node], !node, c[2],
+	       c[2] ? other_status : 0, off < 0 ? "(no placement) " : "+", off < 0 ? 0 : off);
+	printf("place: %s: node %d free %ld -> %ld pages (watermarks min %ld low %ld high %ld, "
+	       "managed %ld), huge pages %ld; room before %ld for %zu\n", what, node,
+	       before->free, after.free, after.min, after.low, after.high, after.managed,
+	       node_huge(node, "nr_hugepages"), room(before), n);
+	if (!short_before || !at_wmark || c[node] == n) {
+		CHECK(c[node] == n, "%s: %zu of %zu on node %d although it had room (%ld pages "
+		      "above its low watermark before, %ld free after)", what, c[node], n, node,
+		      room(before), after.free);
+		CHECK(off <= 0, "%s: off node +%lld", what, off);
+		return;
+	}
+	printf("place: %s: node %d was short (room %ld < %zu + %ld) and is at its watermarks "
+	       "(free %ld < high %ld + %ld): %zu pages fell back to node %d\n", what, node,
+	       room(before), n, ROOM_SLACK, after.free, after.high, ROOM_SLACK, c[!node], !node);
+	CHECK(c[2] == 0, "%s: %zu pages not present", what, c[2]);
+	CHECK(off < 0 || (size_t)off == c[!node], "%s: %zu off node but counted +%lld", what,
+	      c[!node], off);
+}
+
 static void test_place(void)
 {
 	const size_t len = 64 * MIB, n = len / PAGE;
 
 	for (int node = 1; node >= 0; node--) {
 		char *p = map(len);
+		struct node_mem before = make_room(node, n);
 		struct safepin_numa_stats s0 = nstats(), s1;
-		size_t on;
+		char what[16];
 
 		CHECK(pin_node(p, len, node, 0) == 0, "pin: %s", strerror(errno));
-		on = on_node(p, n, node);
 		s1 = nstats();
-		printf("place: node %d: %zu/%zu pages on node %d (off_node +%llu)\n", node, on, n,
-		       node, (unsigned long long)(s1.pages_off_node - s0.pages_off_node));
-		CHECK(on == n, "%zu of %zu", on, n);
-		CHECK(s1.pages_off_node == s0.pages_off_node, "off node");
+		snprintf(what, sizeof(what), "node %d", node);
+		check_on(what, p, n, node, &before,
+			 (long long)(s1.pages_off_node - s0.pages_off_node));
 		CHECK(s1.placed_registrations == s0.placed_registrations + 1, "placed");
 		CHECK(safepin_unpin(p, len) == 0, "unpin");
 		munmap(p, len);
@@ -181,11 +337,10 @@ static void test_place(void)
 	/* Without a node: first touch on the CPU we run on (node 0). */
 	{
 		char *p = map(8 * MIB);
+		struct node_mem before = make_room(0, 8 * MIB / PAGE);
 
 		CHECK(pin_node(p, 8 * MIB, SAFEPIN_NUMA_NODE_NONE, 0) == 0, "pin");
-		printf("place: no node: %zu/%zu pages on node 0 (the CPU's)\n",
-		       on_node(p, 8 * MIB / PAGE, 0), 8 * MIB / PAGE);
-		CHECK(on_node(p, 8 * MIB / PAGE, 0) == 8 * MIB / PAGE, "first touch");
+		check_on("no node (first touch, CPU 0)", p, 8 * MIB / PAGE, 0, &before, -1);
 		safepin_unpin(p, 8 * MIB);
 		munmap(p, 8 * MIB);
 	}
@@ -342,23 +497,6 @@ static void test_migrate(void)
 	munmap(p, len);
 }
 
-static long free_huge(int node)
-{
-	char path[128];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path),
-		 "/sys/devices/system/node/node%d/hugepages/hugepages-2048kB/free_hugepages", node);
-	f = fopen(path, "re");
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 static void test_alloc(void)
 {
 	struct safepin_alloc_opts o = { .size = sizeof(o), .numa_node = 1 };
@@ -367,9 +505,23 @@ static void test_alloc(void)
 	unsigned int flags[] = { 0, SAFEPIN_ALLOC_THP, SAFEPIN_ALLOC_HUGETLB };
 	const char *names[] = { "base pages", "THP", "hugetlb" };
 
+	/* The NUMA guest reserves its huge page pool on node 0 (guest-init):
+	 * node 1's memory stays free for the placements.  This test takes the
+	 * huge pages it needs on node 1 and gives them back. */
+	long nr1 = node_huge(1, "nr_hugepages"), need = (long)(len / (2 * MIB));
+	char path[128], num[32];
+
+	snprintf(path, sizeof(path),
+		 "/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages");
+	if (node_huge(1, "free_hugepages") < need) {
+		snprintf(num, sizeof(num), "%ld", nr1 + need - node_huge(1, "free_hugepages"));
+		write_file(path, num);
+		printf("alloc: node 1 huge pages %ld -> %ld (%ld free)\n", nr1,
+		       node_huge(1, "nr_hugepages"), node_huge(1, "free_hugepages"));
+	}
 	safepin_get_stats(&st0);
 	for (int i = 0; i < 3; i++) {
-		long hp0 = free_huge(1), hp1;
+		long hp0 = node_huge(1, "free_hugepages"), hp1;
 		char *p;
 
 		o.flags = flags[i];
@@ -377,7 +529,7 @@ static void test_alloc(void)
 		CHECK(p != NULL, "%s: %s", names[i], strerror(errno));
 		if (!p)
 			continue;
-		hp1 = free_huge(1);
+		hp1 = node_huge(1, "free_hugepages");
 		printf("alloc: %s: %zu/%zu pages on node 1, aligned to %s%s\n", names[i],
 		       on_node(p, n, 1), n, (uintptr_t)p % (2 * MIB) ? "4 KiB" : "2 MiB",
 		       i == 2 ? "" : "");
@@ -391,6 +543,10 @@ static void test_alloc(void)
 	}
 	safepin_get_stats(&st1);
 	CHECK(st1.live_registrations == st0.live_registrations, "registrations left");
+	if (node_huge(1, "nr_hugepages") != nr1) {
+		snprintf(num, sizeof(num), "%ld", nr1);
+		write_file(path, num);
+	}
 }
 
 /* Whether the sysfs node list @file ("online", "has_memory") contains @node. */
