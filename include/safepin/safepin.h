@@ -134,18 +134,20 @@ SAFEPIN_EXPORT enum safepin_policy safepin_get_policy(void);
 /** When an unpin gives fork behaviour back to its pages. */
 enum safepin_unmark {
 	/* At the unpin: one madvise() per run of pages no registration
-	 * covers any more.  Default. */
+	 * covers any more.  VMA flags always equal the live registrations. */
 	SAFEPIN_UNMARK_IMMEDIATE = 0,
 	/*
-	 * At the next fork(): the unpinned range stays marked ("parked")
-	 * until the prepare handler of the next fork(), 256 parked
-	 * ranges, an ENOMEM from the VMA limit, or safepin_flush().  Pinning
-	 * the same (addr, len) again meanwhile costs no system call.  A fork()
-	 * child still sees exactly the live registrations; a child of a raw
-	 * clone() that bypasses pthread_atfork also misses the parked ranges.
-	 * Trusts that memory unmapped while parked is seen by the LD_PRELOAD
-	 * shim or safepin_monitor_start(), or not re-marked DONTFORK by the
-	 * application itself: docs/deferred-unmarking.md.
+	 * Default.  At the next fork(): a range unpinned a second time stays
+	 * marked ("parked") until the prepare handler of the next fork(), 256
+	 * parked ranges, an ENOMEM from the VMA limit, or safepin_flush().
+	 * Pinning the same (addr, len) again meanwhile costs no system call.
+	 * A failed registration never parks.  A fork() child still sees
+	 * exactly the live registrations; a child of a raw clone() that
+	 * bypasses pthread_atfork also misses the parked ranges.  One case is
+	 * left to the application: memory it maps over a parked range and
+	 * marks MADV_DONTFORK itself loses that mark at the next fork(),
+	 * unless the LD_PRELOAD shim or safepin_monitor_start() saw the unmap.
+	 * docs/deferred-unmarking.md.
 	 */
 	SAFEPIN_UNMARK_DEFERRED = 1,
 };
@@ -154,7 +156,7 @@ enum safepin_unmark {
  * safepin_set_unmark() - choose when unpinned ranges are unmarked.
  *
  * The default comes from the environment variable SAFEPIN_UNMARK
- * ("immediate" or "deferred"), else IMMEDIATE.  Switching to IMMEDIATE
+ * ("immediate" or "deferred"), else DEFERRED.  Switching to IMMEDIATE
  * unmarks every parked range first.
  *
  * Return: 0, -EINVAL for an unknown mode, -ENOMEM if parked ranges could

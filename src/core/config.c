@@ -45,7 +45,7 @@ enum safepin_unmark config_default_unmark(void)
 	/* Indexed by enum safepin_unmark. */
 	static const char *const words[] = { "immediate", "deferred", NULL };
 
-	return (enum safepin_unmark)env_word("SAFEPIN_UNMARK", words, SAFEPIN_UNMARK_IMMEDIATE);
+	return (enum safepin_unmark)env_word("SAFEPIN_UNMARK", words, SAFEPIN_UNMARK_DEFERRED);
 }
 
 int config_log_level(void)

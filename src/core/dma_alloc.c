@@ -156,7 +156,7 @@ SAFEPIN_EXPORT int safepin_free(void *p, size_t len)
 	if (vm_for_each_vma(start, start + 1, page_size_cb, &page) < 0 || !page)
 		page = vm_base_page_size();
 	fork_guard_enter();
-	ret = registry_unpin(start, len);
+	ret = registry_unpin_now(start, len);
 	fork_guard_exit();
 	if (ret)
 		return opts_fail(ret);

@@ -92,6 +92,11 @@ static void count_locked(size_t total)
 	atomic_fetch_add_explicit(&violations, total, memory_order_relaxed);
 }
 
+void lifetime_count_violations(size_t total)
+{
+	count_locked(total);
+}
+
 void lifetime_report(enum safepin_violation_kind kind, uintptr_t start, uintptr_t end,
 		     const struct lt_hit *hits, size_t nhits, size_t total, bool monitor)
 {

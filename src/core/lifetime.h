@@ -37,7 +37,7 @@ struct lt_reg {
 	bool violated;
 };
 
-/* ---- registry.c, lifetime section: caller holds the registry lock ---- */
+/* ---- registry_lifetime.c: caller holds the registry lock ---- */
 bool registry_lock_held(void);	/* by this thread; no lock needed */
 enum safepin_policy registry_policy_locked(void);
 /* Whether registrations are marked at all (not kernel-copy, not the test hook). */
@@ -73,6 +73,9 @@ void lifetime_unpinned_locked(const struct reg_extent *ext);
 void lifetime_report(enum safepin_violation_kind kind, uintptr_t start, uintptr_t end,
 		     const struct lt_hit *hits, size_t nhits, size_t total, bool monitor);
 uint64_t lifetime_violation_count(void);
+/* Count violations found without an application call to report them to
+ * (the fork prepare handler's check of revived registrations: logged only). */
+void lifetime_count_violations(size_t total);
 /* Whether any registration is live (racy hint for the shim's fast path). */
 bool lifetime_any_live(void);
 

@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 
 #include "arena.h"
+#include "compiler.h"
 #include "config.h"
 #include "edge_pages.h"
 #include "lifetime.h"
@@ -75,7 +76,7 @@ void registry_init(void)
 }
 
 /* Whether this thread holds the lock (registry_lifetime.c: the shim's munmap). */
-static _Thread_local bool reg_lock_held;
+static SP_THREAD_LOCAL bool reg_lock_held;
 
 void registry_lock(void)
 {
@@ -741,7 +742,7 @@ out:
 	return ret;
 }
 
-int registry_unpin(uintptr_t addr, size_t len)
+static int unpin(uintptr_t addr, size_t len, bool may_park)
 {
 	struct reg_extent ext;
 	int ret;
@@ -759,7 +760,7 @@ int registry_unpin(uintptr_t addr, size_t len)
 	if (!ret)
 		ret = range_map_reserve(&registry_state.edges);
 	if (!ret) {
-		if (!registry_state.defer_unmark || !registry_marks_locked() ||
+		if (!may_park || !registry_state.defer_unmark || !registry_marks_locked() ||
 		    registry_park_locked(addr, len, &ext))
 			drop_locked(addr, len, &ext);
 		lifetime_unpinned_locked(&ext);
@@ -767,6 +768,16 @@ int registry_unpin(uintptr_t addr, size_t len)
 out:
 	registry_unlock();
 	return ret;
+}
+
+int registry_unpin(uintptr_t addr, size_t len)
+{
+	return unpin(addr, len, true);
+}
+
+int registry_unpin_now(uintptr_t addr, size_t len)
+{
+	return unpin(addr, len, false);
 }
 
 int registry_set_policy(enum safepin_policy policy)

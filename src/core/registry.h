@@ -22,6 +22,12 @@ int registry_pin(uintptr_t addr, size_t len);
 struct pin_placement;
 int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl);
 int registry_unpin(uintptr_t addr, size_t len);
+/*
+ * The same, never parked even with deferred unmarking: for undoing a
+ * registration whose device call failed (a failed call leaves no mark
+ * behind) and for memory about to be unmapped.
+ */
+int registry_unpin_now(uintptr_t addr, size_t len);
 
 /* Deferred unmarking (registry_deferred.c); callers hold the fork guard. */
 int registry_set_unmark(enum safepin_unmark mode);

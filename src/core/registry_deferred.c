@@ -214,45 +214,156 @@ int registry_revive_locked(uintptr_t addr, size_t len)
 	return 0;
 }
 
-static int remark_seg(void *ctx, const struct range_seg *seg, unsigned int count)
+/*
+ * Marked runs of the revived registrations, gathered before any of them is
+ * touched: checking them against the VMAs may turn a registration into a
+ * violated one, which changes the page map being walked.
+ */
+struct remark_list {
+	struct range_seg *run;
+	size_t n, cap;
+	bool short_of_memory;
+};
+
+static int gather_run(void *ctx, const struct range_seg *seg, unsigned int count)
 {
-	(void)ctx;
+	struct remark_list *l = ctx;
+
 	(void)count;
-	if (seg->mark != RANGE_MARK_NONE &&
-	    registry_mark_madvise(seg->start, seg->end, seg->mark, true)) {
-		registry_state.failures++;
-		sp_log(SP_LOG_ERROR, "re-marking %#lx-%#lx before fork failed",
-		       (unsigned long)seg->start, (unsigned long)seg->end);
+	if (seg->mark == RANGE_MARK_NONE)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct range_seg *run = realloc(l->run, cap * sizeof(*run));
+
+		if (!run) {
+			l->short_of_memory = true;
+			return 1;
+		}
+		l->run = run;
+		l->cap = cap;
 	}
+	l->run[l->n++] = *seg;
 	return 0;
 }
 
-static int remark_reg(void *ctx, uintptr_t addr, size_t len, const struct reg_extent *ext,
+static int gather_reg(void *ctx, uintptr_t addr, size_t len, const struct reg_extent *ext,
 		      uint32_t refs, uint64_t cookie)
 {
-	(void)ctx;
 	(void)addr;
 	(void)len;
 	(void)refs;
 	(void)cookie;
-	return range_map_walk_range(&registry_state.pages, ext->start, ext->end, remark_seg, NULL);
+	return range_map_walk_range(&registry_state.pages, ext->start, ext->end, gather_run, ctx);
+}
+
+struct vma_array {
+	struct vma_info *v;
+	size_t n, cap;
+};
+
+static int collect_vma(void *ctx, const struct vma_info *vma)
+{
+	struct vma_array *a = ctx;
+
+	return vma_push(&a->v, &a->n, &a->cap, vma);
 }
 
 /*
- * A revived registration was trusted to still be the mapping that was
+ * Whether @run can still take its mark: mapped without a hole, private,
+ * and on page boundaries of every VMA under it.  A run fails this only if
+ * its memory was unmapped while parked and something else mapped there.
+ */
+static bool run_still_markable(const struct vma_array *a, const struct range_seg *run)
+{
+	uintptr_t want = run->start;
+	size_t lo = 0, hi = a->n;
+
+	while (lo < hi) {	/* first VMA ending above run->start */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (a->v[mid].end <= run->start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < a->n && want < run->end; i++) {
+		const struct vma_info *v = &a->v[i];
+		size_t ps = v->page_size ? v->page_size : vm_base_page_size();
+
+		if (v->start > want || (v->flags & VMA_SHARED))
+			return false;
+		if ((v->start < run->start && run->start % ps) || (v->end > run->end && run->end % ps))
+			return false;
+		want = v->end;
+	}
+	return want >= run->end;
+}
+
+/*
+ * A revived registration was trusted to still be the memory that was
  * marked.  If the application unmapped it while it was parked and mapped
  * new memory at the same place, the new VMA carries no mark.  Before a
- * fork, apply the marks again: on an unchanged VMA the kernel sees equal
- * flags and changes nothing; on a new one it marks it.
+ * fork, check the VMAs under every revived run and apply the marks again:
+ * on an unchanged VMA the kernel sees equal flags and changes nothing; on
+ * new private memory it marks it.  New memory that must not take the mark
+ * (shared, or huge pages the run does not align to) turns the registration
+ * into a violated one, as if the shim had seen the unmap: its pages leave
+ * the counts, no madvise() touches them, and its deregistration is
+ * accepted later.  One VMA listing covers all runs: on kernels without
+ * PROCMAP_QUERY every listing reads /proc/self/maps.
  */
 static void remark_revived_locked(void)
 {
+	struct remark_list l = { .run = NULL };
+	struct vma_array a = { .v = NULL };
+	int ret = 0;
+
 	if (revived.overflow)
-		(void)reg_table_walk(&registry_state.regs, remark_reg, NULL);
+		(void)reg_table_walk(&registry_state.regs, gather_reg, &l);
 	else
-		for (size_t i = 0; i < revived.n; i++)
+		for (size_t i = 0; i < revived.n && !l.short_of_memory; i++)
 			(void)range_map_walk_range(&registry_state.pages, revived.ext[i].start,
-						   revived.ext[i].end, remark_seg, NULL);
+						   revived.ext[i].end, gather_run, &l);
+	if (l.n) {
+		uintptr_t lo = l.run[0].start, hi = l.run[0].end;
+
+		for (size_t i = 1; i < l.n; i++) {
+			lo = l.run[i].start < lo ? l.run[i].start : lo;
+			hi = l.run[i].end > hi ? l.run[i].end : hi;
+		}
+		ret = vm_for_each_vma(lo, hi, collect_vma, &a);
+	}
+	if (l.short_of_memory || ret < 0) {
+		registry_state.failures++;
+		sp_log(SP_LOG_ERROR, "re-marking revived registrations before fork: %s; "
+		       "applying the marks unchecked", ret < 0 ? "cannot list the VMAs" :
+		       "out of memory");
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		const struct range_seg *run = &l.run[i];
+
+		if (ret >= 0 && !run_still_markable(&a, run)) {
+			struct lt_hit hits[1];
+			size_t hit = registry_violation_locked(run->start, run->end, true, hits, 1);
+
+			if (!hit)
+				continue;	/* a run listed twice: already done */
+			sp_log(SP_LOG_ERROR, "%#lx-%#lx was unmapped while parked and is now "
+			       "memory that takes no mark (shared, or other huge pages): "
+			       "%zu registration(s) of it no longer protected",
+			       (unsigned long)run->start, (unsigned long)run->end, hit);
+			lifetime_count_violations(hit);
+			continue;
+		}
+		if (registry_mark_madvise(run->start, run->end, run->mark, true)) {
+			registry_state.failures++;
+			sp_log(SP_LOG_ERROR, "re-marking %#lx-%#lx before fork failed",
+			       (unsigned long)run->start, (unsigned long)run->end);
+		}
+	}
+	free(a.v);
+	free(l.run);
 	revived.n = 0;
 	revived.overflow = false;
 }

@@ -386,10 +386,15 @@ static int pin(const struct mr_pin *p)
 	return 0;
 }
 
-/* Release @p (fork guard held). errno preserved. */
-static void unpin(const struct mr_pin *p)
+/*
+ * Release @p (fork guard held): after a deregistration or the application's
+ * ibv_dofork_range(), or, @now, undoing a registration the provider refused
+ * (never parked: a failed call leaves no mark). errno preserved.
+ */
+static void unpin(const struct mr_pin *p, bool now)
 {
-	int saved = errno, ret = registry_unpin(p->addr, p->len);
+	int saved = errno;
+	int ret = now ? registry_unpin_now(p->addr, p->len) : registry_unpin(p->addr, p->len);
 
 	if (ret) {
 		stat_add(S_UNMARK_FAILURES, 1);
@@ -446,7 +451,7 @@ static void remember(struct mr_node *n, const void *mr, const struct mr_pin *p)
 		 * sees every dereg) and the address reused. */
 		sp_log(SP_LOG_ERROR, "preload: stale region %p, releasing %#lx+%zu", mr,
 		       (unsigned long)stale.addr, stale.len);
-		unpin(&stale);
+		unpin(&stale, false);
 	}
 	errno = saved;
 }
@@ -539,7 +544,7 @@ static void *reg(const struct reg_args *a, bool pins)
 	nest_exit();
 	if (!mr) {
 		stat_add(S_PROVIDER_FAILURES, 1);
-		unpin(&p);
+		unpin(&p, true);
 		node_free(n);
 	} else {
 		remember(n, mr, &p);
@@ -646,7 +651,7 @@ static int dereg(enum fn f, struct ibv_mr *mr)
 			remember(n, mr, &p);	/* still registered, still marked */
 		} else {
 			node_free(n);
-			unpin(&p);
+			unpin(&p, false);
 		}
 	}
 	if (ret)
@@ -729,13 +734,13 @@ EXPORT int shim_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *
 	if (ret) {
 		stat_add(S_PROVIDER_FAILURES, 1);
 		if (pin_new)
-			unpin(&new);
+			unpin(&new, true);
 		goto out;
 	}
 	if (pin_new)
 		note_marked(&new);
 	if (unpin_old)
-		unpin(&old);
+		unpin(&old, false);
 	if (new_pinned) {
 		remember(old_node ? old_node : n, mr, &new);
 		old_node = n = NULL;
@@ -929,7 +934,7 @@ EXPORT int shim_dofork_range(void *base, size_t size)
 	pthread_mutex_unlock(&sh.lock);
 
 	if (d && !split) {
-		unpin(&p);
+		unpin(&p, false);
 	} else if (split) {
 		/* Keep what is left of the dontfork range: pin the remainders
 		 * (as dontfork ranges of their own), then release the whole. */
@@ -944,7 +949,7 @@ EXPORT int shim_dofork_range(void *base, size_t size)
 			ret = -1;
 		if (!ret && right_part.len && pin(&right_part)) {
 			if (left_part.len)
-				unpin(&left_part);
+				unpin(&left_part, true);
 			ret = -1;
 		}
 		pthread_mutex_lock(&sh.lock);
@@ -960,7 +965,7 @@ EXPORT int shim_dofork_range(void *base, size_t size)
 		}
 		pthread_mutex_unlock(&sh.lock);
 		if (!ret)
-			unpin(&whole);
+			unpin(&whole, false);
 		ret = 0;	/* the range stays marked at worst: safe */
 	} else {
 		stat_add(S_DOFORK_UNMATCHED, 1);

@@ -117,7 +117,7 @@ static struct mr_node *take(const struct ibv_mr *mr)
 	return n;
 }
 
-static void unpin(const struct mr_pin *p);
+static void unpin(const struct mr_pin *p, bool undo);
 
 /* Remember @n as @mr's pin. Never fails. */
 static void remember(struct mr_node *n, const struct ibv_mr *mr, const struct mr_pin *p)
@@ -134,7 +134,7 @@ static void remember(struct mr_node *n, const struct ibv_mr *mr, const struct mr
 		sp_log(SP_LOG_ERROR, "memory region %p was deregistered without "
 		       "safepin_dereg_mr(); releasing its range %#lx+%zu now",
 		       (const void *)mr, (unsigned long)stale.addr, stale.len);
-		unpin(&stale);
+		unpin(&stale, false);
 	}
 }
 
@@ -155,12 +155,15 @@ static int pin(const struct mr_pin *p)
 	return 0;
 }
 
-/* Undo pin(). errno is preserved. */
-static void unpin(const struct mr_pin *p)
+/*
+ * Release @p after its region was deregistered, or undo pin() (@undo: the
+ * provider refused the region, nothing may stay behind). errno is preserved.
+ */
+static void unpin(const struct mr_pin *p, bool undo)
 {
 	int saved = errno, ret;
 
-	ret = registry_unpin(p->addr, p->len);
+	ret = undo ? registry_unpin_now(p->addr, p->len) : registry_unpin(p->addr, p->len);
 	if (ret) {
 		/* Stays marked: safe, but a child misses these pages. */
 		registry_count_failure();
@@ -200,7 +203,7 @@ SAFEPIN_EXPORT struct ibv_mr *safepin_reg_mr_iova2(struct ibv_pd *pd, void *addr
 		goto out_free;
 	mr = ibv_reg_mr_iova2(pd, addr, length, iova, access);
 	if (!mr) {
-		unpin(&p);
+		unpin(&p, true);
 		goto out_free;
 	}
 	remember(n, mr, &p);
@@ -254,7 +257,7 @@ SAFEPIN_EXPORT struct ibv_mr *safepin_reg_mr_ex(struct ibv_pd *pd,
 		goto out_free;
 	mr = ibv_reg_mr_ex(pd, attr);
 	if (!mr) {
-		unpin(&p);
+		unpin(&p, true);
 		goto out_free;
 	}
 	remember(n, mr, &p);
@@ -289,7 +292,7 @@ SAFEPIN_EXPORT int safepin_dereg_mr(struct ibv_mr *mr)
 			remember(n, mr, &p);	/* still registered, still marked */
 		} else {
 			node_free(n);
-			unpin(&p);
+			unpin(&p, false);
 		}
 	}
 	fork_guard_exit();
@@ -341,7 +344,7 @@ SAFEPIN_EXPORT int safepin_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd 
 	ret = ibv_rereg_mr(mr, flags, pd, addr, length, access);
 	if (ret) {
 		if (pin_new)
-			unpin(&new);
+			unpin(&new, true);
 		goto out;
 	}
 	if (unpin_old) {

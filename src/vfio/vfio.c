@@ -144,7 +144,7 @@ static int map_locked(int fd, uint32_t space, uint64_t vaddr, uint64_t size, map
 		goto out;
 	ret = call(fd, arg, &m.iova);
 	if (ret) {
-		int unpin = registry_unpin((uintptr_t)vaddr, (size_t)size);
+		int unpin = registry_unpin_now((uintptr_t)vaddr, (size_t)size);
 
 		if (unpin)
 			sp_log(SP_LOG_ERROR, "cannot roll back %#llx+%#llx: errno %d",

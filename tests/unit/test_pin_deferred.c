@@ -181,6 +181,49 @@ static void test_replaced_memory_is_remarked_before_fork(void **state)
 	unpin_pages(2, 4);
 }
 
+/*
+ * Memory replaced while parked by memory that must not be marked: a shared
+ * mapping, which a child must keep.  The prepare handler checks the VMAs of
+ * revived runs before marking them again: this one becomes a violated
+ * registration (counted, logged), nothing marks it, the child shares it,
+ * and its release is still accepted.
+ */
+static void test_replaced_by_shared_memory_is_not_hidden(void **state)
+{
+	struct safepin_stats s0, s1;
+	volatile char *shared;
+	pid_t pid;
+	int status;
+
+	(void)state;
+	park_pages(2, 4);
+	shared = mmap(arena + 2 * PAGE, 2 * PAGE, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	assert_ptr_equal(shared, arena + 2 * PAGE);
+	shared[0] = 1;
+	pin_pages(2, 4);	/* revived: trusted until the next fork */
+	s0 = stats_now();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shared[0] = 2;	/* SIGSEGV if the mapping was hidden */
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(shared[0], 2);
+	s1 = stats_now();
+	assert_int_equal(s1.violations, s0.violations + 1);
+	assert_int_equal(s1.pages_marked, s0.pages_marked - 2);
+	assert_marks("........");
+	unpin_pages(2, 4);
+	assert_int_equal(stats_now().live_registrations, 0);
+	/* Give the test's arena its private pages back for the next test. */
+	assert_ptr_equal(mmap(arena + 2 * PAGE, 2 * PAGE, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), arena + 2 * PAGE);
+	memset(arena + 2 * PAGE, 0x5a, 2 * PAGE);
+}
+
 static pid_t raw_clone(void)
 {
 	return (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
@@ -319,6 +362,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_overlapping_pin_reuses_parked_marks, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_replaced_memory_is_remarked_before_fork, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_replaced_by_shared_memory_is_not_hidden, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_raw_clone_misses_parked_until_flush, setup,
 						teardown),

@@ -161,6 +161,45 @@ static void test_reg_failure_keeps_errno_and_unmarks(void **state)
 	assert_int_equal(stats_now().live_registrations, 0);
 }
 
+/*
+ * With deferred unmarking (the default; this program runs immediate): a
+ * refused registration leaves no mark, whether its range was only seen
+ * before (unmarked, remembered) or parked (revived, then released at once).
+ */
+static void test_reg_failure_leaves_no_parked_mark(void **state)
+{
+	struct ibv_mr *mr;
+
+	(void)state;
+	assert_int_equal(safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED), 0);
+	for (int cycle = 0; cycle < 2; cycle++) {
+		mr = safepin_reg_mr(&fake_pd, buf, 4 * PAGE, RW);
+		assert_non_null(mr);
+		assert_int_equal(safepin_dereg_mr(mr), 0);
+		fake.fail_errno = EINVAL;
+		assert_null(safepin_reg_mr(&fake_pd, buf, 4 * PAGE, RW));
+		assert_int_equal(errno, EINVAL);
+		fake.fail_errno = 0;
+		assert_string_equal(marks(), "........");
+		assert_int_equal(stats_now().live_registrations, 0);
+		assert_int_equal(stats_now().parked_registrations, 0);
+	}
+	/* Parked by a second release, then refused: released at once. */
+	for (int cycle = 0; cycle < 2; cycle++) {
+		mr = safepin_reg_mr(&fake_pd, buf, 4 * PAGE, RW);
+		assert_non_null(mr);
+		assert_int_equal(safepin_dereg_mr(mr), 0);
+	}
+	assert_int_equal(stats_now().parked_registrations, 1);
+	assert_string_equal(marks(), "DDDD....");
+	fake.fail_errno = EINVAL;
+	assert_null(safepin_reg_mr(&fake_pd, buf, 4 * PAGE, RW));
+	fake.fail_errno = 0;
+	assert_string_equal(marks(), "........");
+	assert_int_equal(stats_now().parked_registrations, 0);
+	assert_int_equal(safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE), 0);
+}
+
 static void test_dereg_failure_unmarks_nothing(void **state)
 {
 	struct ibv_mr *mr;
@@ -264,6 +303,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_reg_marks_before_provider, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reg_failure_keeps_errno_and_unmarks, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_reg_failure_leaves_no_parked_mark, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dereg_failure_unmarks_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_odp_passes_through, setup, teardown),
