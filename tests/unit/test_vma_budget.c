@@ -166,8 +166,12 @@ static void test_100k_cycles_flat(void **state)
 	printf("%d cycles: /proc/self/maps %ld lines before, %ld after (sampled peak %ld); "
 	       "budget count %llu -> %llu\n", CYCLES, before, after, peak,
 	       (unsigned long long)b0.vma_count, (unsigned long long)b.vma_count);
-	assert_int_equal(after, before);
-	assert_true(peak <= before + 1);	/* sampled between cycles: nothing left split */
+	/* The whole process's count: the sanitizers' runtimes map memory of
+	 * their own as they go (TSan once grew it by one over the loop). */
+	if (!SANITIZED) {
+		assert_int_equal(after, before);
+		assert_true(peak <= before + 1);	/* sampled between cycles: nothing left split */
+	}
 	assert_int_equal(vmas_in(buf, 64 * PAGE), 1);
 	fork_marks(buf, 64, marks);
 	assert_string_equal(marks, "................................................................");
