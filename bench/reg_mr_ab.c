@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * reg_mr_ab: raw ibv_reg_mr + ibv_dereg_mr against safepin_reg_mr +
- * safepin_dereg_mr with SAFEPIN_UNMARK_DEFERRED, interleaved cycle by
- * cycle in one process, on two pre-faulted buffers of the same size.
+ * safepin_dereg_mr in the library's default mode (deferred unmarking,
+ * unless SAFEPIN_UNMARK says otherwise; the mode is printed), interleaved
+ * cycle by cycle in one process, on two pre-faulted buffers of the same
+ * size.  In the default mode the safepin buffer is parked from its second
+ * release on, so from the third cycle every registration is a revival.
  *
  * reg_mr_bench gives each case a worker process of its own, and two
  * identical workers differ by several per cent (its control case (e)).
@@ -102,10 +105,10 @@ int main(int argc, char **argv)
 			ctx = ibv_open_device(list[i]);
 	if (!ctx || !(pd = ibv_alloc_pd(ctx)))
 		die("no RDMA device");
-	if (safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED))
-		die("safepin_set_unmark");
 	printf("in-process A/B, %d interleaved cycles per size (raw ibv_reg_mr vs "
-	       "safepin_reg_mr, deferred unmarking):\n", n);
+	       "safepin_reg_mr, %s unmarking%s):\n", n,
+	       safepin_get_unmark() == SAFEPIN_UNMARK_DEFERRED ? "deferred" : "immediate",
+	       getenv("SAFEPIN_UNMARK") ? ", set by SAFEPIN_UNMARK" : ": the default");
 	for (int a = optind; a < argc; a++) {
 		size_t len = parse_size(argv[a]);
 		char *raw = prefaulted(len), *sp = prefaulted(len);

@@ -7,7 +7,15 @@
  *   b  forkinit  the same after ibv_fork_init(): libibverbs' own fork
  *                support (MADV_DONTFORK/DOFORK with a range tree), where
  *                rdma-core enables it at all (see below)
- *   c  safepin   safepin_reg_mr() / safepin_dereg_mr()
+ *   c  safepin   safepin_reg_mr() / safepin_dereg_mr() in the library's
+ *                default mode, deferred unmarking: a range released a second
+ *                time stays marked ("parked") until the next fork, and
+ *                registering it again makes no system call
+ *   d  immediate the same with SAFEPIN_UNMARK_IMMEDIATE (the strict mode:
+ *                every registration marks, every release unmarks)
+ *   e  raw2      (a) again, in a worker forked later: the noise floor
+ *   f  raw-dc    (a) on a buffer the worker marked MADV_DONTFORK once, by
+ *                hand: what the kernel charges for registering a marked VMA
  *
  * and two buffer patterns:
  *
@@ -18,12 +26,23 @@
  *               registration also faults every page in (mmap/munmap are
  *               outside the timed part)
  *
+ * (e) and (f) run pre-faulted only.  Pre-faulted, (c)'s first cycle marks
+ * and unmarks, its second parks the buffer and every later one revives it.
+ * Fresh, (c) meets trust item 1 of docs/deferred-unmarking.md: munmap()
+ * and mmap() put the new buffer at the parked one's address, so after the
+ * first two cycles it is revived without being marked (the prepare handler
+ * of the next fork would mark it; these workers never fork); (d) marks and
+ * unmarks every fresh buffer.  The mode (c) ran in is printed, and so are
+ * the madvise() calls and revivals per cycle of (c) and (d), from
+ * safepin_get_stats() around the timed cycles.
+ *
  * ibv_fork_init() is process-wide and cannot be undone, and once any
- * registration ran it refuses to start (EINVAL), so the three cases cannot
- * share a process.  The parent therefore forks one worker per case before
- * it touches libibverbs itself; each worker opens the device and allocates
- * its own PD, and (b)'s worker calls ibv_fork_init() first.  The parent
- * then drives the workers through pipes, interleaved: for every size and
+ * registration ran it refuses to start (EINVAL); the unmarking mode is
+ * process-wide too.  So the cases cannot share a process: the parent forks
+ * one worker per case before it touches libibverbs itself; each worker
+ * opens the device and allocates its own PD, (b)'s worker calls
+ * ibv_fork_init() first and (d)'s sets SAFEPIN_UNMARK_IMMEDIATE.  The
+ * parent then drives the workers through pipes, interleaved: for every size and
  * pattern it runs ROUNDS rounds, in each round every case gets a slice of
  * the time budget, in an order that rotates between rounds.  So the cases
  * see the same machine (a TCG guest on a shared host drifts) and none of
@@ -40,14 +59,17 @@
  * the bench says so.  It is measured anyway, as that is what an
  * application calling ibv_fork_init() gets on such a kernel.
  *
- * The "anatomy" table takes a safepin-like cycle apart: in the safepin
- * worker (same address space layout), on the same pre-faulted buffer, with
- * plain verbs, it times each system call such a cycle can make: reading
- * /proc/self/maps up to the buffer's VMA, the same through /proc/self/smaps
- * (which also walks the page tables of every VMA it passes), MADV_DONTFORK, MADV_POPULATE_WRITE, ibv_reg_mr() on the now
- * DONTFORK range, ibv_dereg_mr(), MADV_DOFORK.  Which of them the library
- * makes, and how often, is the library's business (strace it); the table
- * gives their prices next to the measured overhead (c) - (a).
+ * The "anatomy" table takes a marking cycle apart: in the immediate worker
+ * (same address space layout; its buffer is unmarked between cycles, where
+ * (c)'s parked one stays marked and would make MADV_DONTFORK a no-op), on
+ * the same pre-faulted buffer, with plain verbs, it times each system call
+ * such a cycle can make: reading /proc/self/maps up to the buffer's VMA,
+ * the same through /proc/self/smaps (which also walks the page tables of
+ * every VMA it passes), MADV_DONTFORK, MADV_POPULATE_WRITE, ibv_reg_mr() on
+ * the now DONTFORK range, ibv_dereg_mr(), MADV_DOFORK.  Which of them the
+ * library makes, and how often, is the library's business (strace it); the
+ * table gives their prices next to the measured overheads (d) - (a) and
+ * (c) - (a).
  *
  *   reg_mr_bench [-d DEVICE] [-s SIZES] [-p PATTERNS] [-T MS] [-r ROUNDS]
  *                [-n MAX] [-F SIZE] [-t TSV] [-M MARKDOWN]
@@ -82,6 +104,7 @@
 #include <unistd.h>
 
 #include <infiniband/verbs.h>
+#include <safepin/safepin.h>
 #include <safepin/verbs.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -94,16 +117,17 @@
 
 /* RAW2 repeats RAW in a worker forked last: the spread between two
  * identical workers is the noise floor every ratio must be read against. */
-enum kase { RAW, FORKINIT, SAFEPIN, DEFERRED, RAW2, RAW_DC, NR_CASES };
+enum kase { RAW, FORKINIT, SAFEPIN, IMMEDIATE, RAW2, RAW_DC, NR_CASES };
 enum pattern { PREFAULTED, FRESH, NR_PATTERNS };
 enum op { OP_RUN, OP_ANATOMY, OP_QUIT };
 
 static const char *const case_names[NR_CASES] = {
-	"raw", "forkinit", "safepin", "deferred", "raw2", "raw-dontfork",
+	"raw", "forkinit", "safepin", "immediate", "raw2", "raw-dontfork",
 };
 static const char *const case_labels[NR_CASES] = {
-	"(a) ibv_reg_mr", "(b) + ibv_fork_init", "(c) safepin_reg_mr",
-	"(d) safepin_reg_mr, SAFEPIN_UNMARK_DEFERRED",
+	"(a) ibv_reg_mr", "(b) + ibv_fork_init",
+	"(c) safepin_reg_mr, default mode (deferred unmarking)",
+	"(d) safepin_reg_mr, SAFEPIN_UNMARK_IMMEDIATE",
 	"(e) ibv_reg_mr again, in a worker forked later (control)",
 	"(f) ibv_reg_mr of a buffer kept MADV_DONTFORK by hand (no library)",
 };
@@ -118,6 +142,8 @@ struct cmd {
 struct reply {
 	int32_t err;		/* errno of a failure, 0 */
 	uint32_t n;		/* samples that follow */
+	/* (c), (d): safepin_get_stats() over the timed cycles */
+	uint32_t madvise_calls, revived;
 };
 
 struct sample {
@@ -129,6 +155,7 @@ struct hello {
 	int32_t err;
 	int32_t fork_init_ret;	/* (b) only */
 	int32_t fork_status;	/* ibv_is_fork_initialized() after the init */
+	int32_t unmark;		/* (c), (d): safepin_get_unmark() */
 	char dev[64];
 };
 
@@ -141,6 +168,7 @@ struct worker {
 struct cell {
 	int n;
 	double med_us, min_us, med_reg_us, med_dereg_us;
+	uint64_t madvise_calls, revived;	/* (c), (d): summed over the N cycles */
 };
 
 enum step { S_MAPS, S_SMAPS, S_DONTFORK, S_POPULATE, S_REG, S_DEREG, S_DOFORK, NR_STEPS };
@@ -276,14 +304,14 @@ static void *map_buf(size_t len)
 
 static struct ibv_mr *do_reg(void *p, size_t len)
 {
-	if (wcase == SAFEPIN || wcase == DEFERRED)
+	if (wcase == SAFEPIN || wcase == IMMEDIATE)
 		return safepin_reg_mr(wpd, p, len, ACCESS);
 	return ibv_reg_mr(wpd, p, len, ACCESS);
 }
 
 static int do_dereg(struct ibv_mr *mr)
 {
-	if (wcase == SAFEPIN || wcase == DEFERRED)
+	if (wcase == SAFEPIN || wcase == IMMEDIATE)
 		return safepin_dereg_mr(mr);
 	return ibv_dereg_mr(mr);
 }
@@ -331,10 +359,19 @@ static int prefaulted_buf(size_t len)
 	return 0;
 }
 
+static void lib_stats(struct safepin_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	if (wcase == SAFEPIN || wcase == IMMEDIATE)
+		safepin_get_stats(st);
+}
+
 static void run_cells(int out, const struct cmd *c)
 {
 	static struct sample s[MAX_SAMPLES];
-	struct reply r = { 0, 0 };
+	struct reply r = { 0, 0, 0, 0 };
+	struct safepin_stats st0, st1;
 	void *p = NULL;
 	double start;
 
@@ -347,6 +384,7 @@ static void run_cells(int out, const struct cmd *c)
 
 		r.err = cycle(p, c->size, &w);
 	}
+	lib_stats(&st0);
 	start = now_us();
 	while (!r.err && r.n < c->max_cycles && r.n < MAX_SAMPLES) {
 		r.err = cycle(p, c->size, &s[r.n]);
@@ -356,6 +394,9 @@ static void run_cells(int out, const struct cmd *c)
 		if (now_us() - start >= c->budget_us)
 			break;
 	}
+	lib_stats(&st1);
+	r.madvise_calls = (uint32_t)(st1.madvise_calls - st0.madvise_calls);
+	r.revived = (uint32_t)(st1.revived_registrations - st0.revived_registrations);
 	write_all(out, &r, sizeof(r));
 	write_all(out, s, r.n * sizeof(s[0]));
 }
@@ -406,7 +447,7 @@ static int read_vmas_until(const char *path, uintptr_t end)
 static void run_anatomy(int out, const struct cmd *c)
 {
 	static double t[NR_STEPS][MAX_SAMPLES];
-	struct reply r = { 0, 0 };
+	struct reply r = { 0, 0, 0, 0 };
 	double res[NR_STEPS + 2] = { 0 };
 	uint32_t n = 0;
 
@@ -480,15 +521,19 @@ static struct ibv_context *open_device(const char *name, char *got, size_t len)
 
 static _Noreturn void worker_main(enum kase k, int in, int out)
 {
-	struct hello h = { 0, 0, 0, "" };
+	struct hello h = { 0, 0, 0, -1, "" };
 	struct ibv_context *ctx = NULL;
 	struct cmd c;
 
 	wcase = k;
 	if (k == FORKINIT)
 		h.fork_init_ret = ibv_fork_init();	/* before any other verb */
-	if (k == DEFERRED && safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED))
+	/* (c) keeps whatever mode the library starts in (the default, unless
+	 * SAFEPIN_UNMARK says otherwise: reported). */
+	if (k == IMMEDIATE && safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE))
 		h.err = errno;
+	if (k == SAFEPIN || k == IMMEDIATE)
+		h.unmark = (int32_t)safepin_get_unmark();
 	h.fork_status = (int32_t)ibv_is_fork_initialized();
 	errno = 0;
 	ctx = h.err ? NULL : open_device(device, h.dev, sizeof(h.dev));
@@ -568,6 +613,7 @@ static void measure(enum pattern pat, int si)
 		dereg[NR_CASES][MAX_SAMPLES];
 	static struct sample s[MAX_SAMPLES];
 	int n[NR_CASES] = { 0 };
+	uint64_t madv[NR_CASES] = { 0 }, revived[NR_CASES] = { 0 };
 	uint32_t slice = (uint32_t)(budget_ms * 1000u / rounds);
 
 	for (unsigned int r = 0; r < rounds; r++) {
@@ -581,12 +627,9 @@ static void measure(enum pattern pat, int si)
 
 			if (n[k] + (int)max_cycles > MAX_SAMPLES)
 				c.max_cycles = (uint32_t)(MAX_SAMPLES - n[k]);
-			/* Deferred unmarking trusts a parked range: a buffer unmapped and
-			 * mapped again at the same address is revived unmarked until the
-			 * next fork re-marks it (docs/deferred-unmarking.md).  Timing it
-			 * on fresh mappings would time cycles that do not mark. */
-			if (!c.max_cycles ||
-			    ((k == DEFERRED || k == RAW2 || k == RAW_DC) && pat == FRESH))
+			/* The controls run pre-faulted only.  (c) does run fresh:
+			 * see the top for what it times there. */
+			if (!c.max_cycles || ((k == RAW2 || k == RAW_DC) && pat == FRESH))
 				continue;
 			write_all(workers[k].to, &c, sizeof(c));
 			if (!read_all(workers[k].from, &rep, sizeof(rep)))
@@ -601,6 +644,8 @@ static void measure(enum pattern pat, int si)
 					 pattern_names[pat], lbl);
 				die(what, rep.err);
 			}
+			madv[k] += rep.madvise_calls;
+			revived[k] += rep.revived;
 			for (uint32_t i = 0; i < rep.n; i++) {
 				tot[k][n[k]] = s[i].reg_us + s[i].dereg_us;
 				reg[k][n[k]] = s[i].reg_us;
@@ -617,6 +662,8 @@ static void measure(enum pattern pat, int si)
 		c->min_us = n[k] ? tot[k][0] : 0;
 		c->med_reg_us = median(reg[k], n[k]);
 		c->med_dereg_us = median(dereg[k], n[k]);
+		c->madvise_calls = madv[k];
+		c->revived = revived[k];
 	}
 }
 
@@ -625,12 +672,13 @@ static void measure_anatomy(int si)
 	struct cmd c = { .op = OP_ANATOMY, .size = sizes[si] };
 	struct reply rep;
 	double res[NR_STEPS + 2];
-	int n = cells[PREFAULTED][si][SAFEPIN].n;
+	int n = cells[PREFAULTED][si][IMMEDIATE].n;
 
+	/* In the immediate worker: see the top. */
 	c.max_cycles = (uint32_t)(n < 5 ? 5 : n > 100 ? 100 : n);
-	write_all(workers[SAFEPIN].to, &c, sizeof(c));
-	if (!read_all(workers[SAFEPIN].from, &rep, sizeof(rep)) ||
-	    !read_all(workers[SAFEPIN].from, res, sizeof(res)))
+	write_all(workers[IMMEDIATE].to, &c, sizeof(c));
+	if (!read_all(workers[IMMEDIATE].from, &rep, sizeof(rep)) ||
+	    !read_all(workers[IMMEDIATE].from, res, sizeof(res)))
 		die("anatomy", EPIPE);
 	if (rep.err)
 		die("anatomy", rep.err);
@@ -656,17 +704,28 @@ static bool measured(enum pattern p, int si)
 	return patterns[p] && (p != FRESH || sizes[si] <= fresh_max);
 }
 
+/* @x / @y, 0 where either was not measured. */
+static double ratio(const struct cell *c, enum kase x, enum kase y)
+{
+	return c[x].n && c[y].n && c[y].med_us > 0 ? c[x].med_us / c[y].med_us : 0.0;
+}
+
+/* Library calls of (c) or (d) per timed cycle (safepin_get_stats). */
+static double per_cycle(const struct cell *c, enum kase k, bool revived)
+{
+	return c[k].n ? (double)(revived ? c[k].revived : c[k].madvise_calls) / c[k].n : 0.0;
+}
+
 /* One target over the pre-faulted sizes: case @k against case @base. */
 static void print_verdict(FILE *f, bool md, enum kase k, enum kase base, double limit,
-			  const char *what)
+			  const char *what, const char *note)
 {
 	int met = 0, n = 0, w = -1;
 	double worst = 0;
 	char l[32] = "";
 
 	for (int si = 0; si < nr_sizes; si++) {
-		const struct cell *c = cells[PREFAULTED][si];
-		double r = c[k].med_us / c[base].med_us;
+		double r = ratio(cells[PREFAULTED][si], k, base);
 
 		n++;
 		met += limit < 1.0 ? r < limit : r <= limit;
@@ -677,25 +736,24 @@ static void print_verdict(FILE *f, bool md, enum kase k, enum kase base, double 
 	}
 	if (w >= 0)
 		size_label(sizes[w], l, sizeof(l));
-	fprintf(f, "%s%c %s %c: met at %d of %d sizes; worst %c/%c = %.2f at %s%s\n",
-		md ? "- " : "  ", case_labels[k][1], what, case_labels[base][1], met, n,
+	fprintf(f, "%s(%c) %s (%c)%s: met at %d of %d sizes; worst (%c)/(%c) = %.2f at %s%s\n",
+		md ? "- " : "  ", case_labels[k][1], what, case_labels[base][1], note, met, n,
 		case_labels[k][1], case_labels[base][1], worst, l,
 		base == FORKINIT && workers[FORKINIT].hello.fork_status == IBV_FORK_UNNEEDED ?
 		" ((b) marks nothing on this kernel, see above)" : "");
 }
 
-/* The targets, judged on this run's medians. */
+/* The targets, judged on this run's medians: about (c), the default. */
 static void print_verdicts(FILE *f, bool md)
 {
 	if (!patterns[PREFAULTED])
 		return;
 	fprintf(f, md ? "\n### Targets (pre-faulted, this run)\n\n" : "\ntargets (prefaulted):\n");
-	print_verdict(f, md, SAFEPIN, RAW, 1.10, "within 1.10x of");
-	print_verdict(f, md, SAFEPIN, FORKINIT, 0.9999, "faster than");
-	print_verdict(f, md, DEFERRED, RAW, 1.10, "within 1.10x of");
-	print_verdict(f, md, DEFERRED, FORKINIT, 0.9999, "faster than");
-	print_verdict(f, md, RAW2, RAW, 1.10, "(identical to a: the noise floor) within 1.10x of");
-	print_verdict(f, md, DEFERRED, RAW_DC, 1.10, "within 1.10x of");
+	print_verdict(f, md, SAFEPIN, RAW, 1.10, "within 1.10x of", "");
+	print_verdict(f, md, SAFEPIN, FORKINIT, 0.9999, "faster than", "");
+	print_verdict(f, md, RAW2, RAW, 1.10, "within 1.10x of",
+		      " (identical to (a): the noise floor)");
+	print_verdict(f, md, SAFEPIN, RAW_DC, 1.10, "within 1.10x of", "");
 }
 
 static void print_text(FILE *f)
@@ -706,28 +764,61 @@ static void print_text(FILE *f)
 		fprintf(f, "\n%s buffer: register + deregister, median us per cycle (N cycles)\n",
 			pattern_names[p]);
 		fprintf(f, "%-9s %16s %16s %16s %16s %16s %16s %7s %7s %7s %7s %7s %7s\n", "size",
-			"a raw", "b forkinit", "c safepin", "d deferred", "e raw again",
-			"f raw dontfork", "c/a", "c/b", "d/a", "d/b", "e/a", "d/f");
+			"a raw", "b forkinit", "c safepin", "d immediate", "e raw again",
+			"f raw dontfork", "c/a", "c/b", "d/a", "d/b", "e/a", "c/f");
 		for (int si = 0; si < nr_sizes; si++) {
 			const struct cell *c = cells[p][si];
-			char lbl[32], col[NR_CASES][32];
+			static const enum kase rk[6][2] = {
+				{ SAFEPIN, RAW }, { SAFEPIN, FORKINIT }, { IMMEDIATE, RAW },
+				{ IMMEDIATE, FORKINIT }, { RAW2, RAW }, { SAFEPIN, RAW_DC },
+			};
+			char lbl[32], col[NR_CASES][32], rat[6][16];
 
 			if (!measured(p, si))
 				continue;
 			size_label(sizes[si], lbl, sizeof(lbl));
 			for (int k = 0; k < NR_CASES; k++)
-				snprintf(col[k], sizeof(col[k]), "%.1f (%d)", c[k].med_us, c[k].n);
-			fprintf(f, "%-9s %16s %16s %16s %16s %16s %16s %7.3f %7.3f %7.3f %7.3f %7.3f "
-				"%7.3f\n", lbl,
-				col[0], col[1], col[2], c[DEFERRED].n ? col[3] : "-",
-				c[RAW2].n ? col[4] : "-", c[RAW_DC].n ? col[5] : "-",
-				c[SAFEPIN].med_us / c[RAW].med_us,
-				c[SAFEPIN].med_us / c[FORKINIT].med_us,
-				c[DEFERRED].med_us / c[RAW].med_us,
-				c[DEFERRED].med_us / c[FORKINIT].med_us,
-				c[RAW2].med_us / c[RAW].med_us,
-				c[RAW_DC].n ? c[DEFERRED].med_us / c[RAW_DC].med_us : 0.0);
+				if (c[k].n)
+					snprintf(col[k], sizeof(col[k]), "%.1f (%d)", c[k].med_us, c[k].n);
+				else
+					snprintf(col[k], sizeof(col[k]), "-");
+			for (int i = 0; i < 6; i++) {
+				double r = ratio(c, rk[i][0], rk[i][1]);
+
+				if (r > 0)
+					snprintf(rat[i], sizeof(rat[i]), "%.3f", r);
+				else
+					snprintf(rat[i], sizeof(rat[i]), "-");
+			}
+			fprintf(f, "%-9s %16s %16s %16s %16s %16s %16s %7s %7s %7s %7s %7s %7s\n", lbl,
+				col[0], col[1], col[2], col[3], col[4], col[5], rat[0], rat[1],
+				rat[2], rat[3], rat[4], rat[5]);
 		}
+	}
+	fprintf(f, "\nlibrary calls per timed cycle (safepin_get_stats): madvise() calls, and "
+		"registrations revived from a parked range\n");
+	fprintf(f, "%-9s %12s %12s %12s %12s %12s %12s\n", "size", "c pre madv", "c pre rev",
+		"d pre madv", "c fresh madv", "c fresh rev", "d fresh madv");
+	for (int si = 0; si < nr_sizes; si++) {
+		const struct cell *pc = cells[PREFAULTED][si], *fc = cells[FRESH][si];
+		char lbl[32], col[6][16];
+		const struct { const struct cell *c; enum kase k; bool rev; bool on; } v[6] = {
+			{ pc, SAFEPIN, false, measured(PREFAULTED, si) },
+			{ pc, SAFEPIN, true, measured(PREFAULTED, si) },
+			{ pc, IMMEDIATE, false, measured(PREFAULTED, si) },
+			{ fc, SAFEPIN, false, measured(FRESH, si) },
+			{ fc, SAFEPIN, true, measured(FRESH, si) },
+			{ fc, IMMEDIATE, false, measured(FRESH, si) },
+		};
+
+		size_label(sizes[si], lbl, sizeof(lbl));
+		for (int i = 0; i < 6; i++)
+			if (v[i].on)
+				snprintf(col[i], sizeof(col[i]), "%.2f", per_cycle(v[i].c, v[i].k, v[i].rev));
+			else
+				snprintf(col[i], sizeof(col[i]), "-");
+		fprintf(f, "%-9s %12s %12s %12s %12s %12s %12s\n", lbl, col[0], col[1], col[2],
+			col[3], col[4], col[5]);
 	}
 	if (patterns[PREFAULTED]) {
 		fprintf(f, "\nprefaulted, split: median us of reg / dereg alone\n");
@@ -744,10 +835,10 @@ static void print_text(FILE *f)
 			fprintf(f, "%-9s %17s %17s %17s %17s %17s %17s\n", lbl, col[0], col[1], col[2],
 				col[3], col[4], col[5]);
 		}
-		fprintf(f, "\nanatomy (safepin worker, prefaulted buffer, plain verbs): median us "
+		fprintf(f, "\nanatomy (immediate worker, prefaulted buffer, plain verbs): median us "
 			"per step\n");
-		fprintf(f, "%-9s %8s %8s %8s %8s %8s %8s %8s %8s %8s %6s\n", "size", "c - a",
-			"maps", "smaps", "dontfork", "populate", "reg", "dereg", "dofork",
+		fprintf(f, "%-9s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %6s\n", "size", "d - a",
+			"c - a", "maps", "smaps", "dontfork", "populate", "reg", "dereg", "dofork",
 			"a reg", "VMAs");
 		for (int si = 0; si < nr_sizes; si++) {
 			const struct anatomy *a = &anat[si];
@@ -755,14 +846,32 @@ static void print_text(FILE *f)
 			char lbl[32];
 
 			size_label(sizes[si], lbl, sizeof(lbl));
-			fprintf(f, "%-9s %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %3d/%-3d\n",
-				lbl, c[SAFEPIN].med_us - c[RAW].med_us, a->us[S_MAPS],
-				a->us[S_SMAPS], a->us[S_DONTFORK], a->us[S_POPULATE],
-				a->us[S_REG], a->us[S_DEREG], a->us[S_DOFORK], c[RAW].med_reg_us,
-				a->vmas, a->maps_lines);
+			fprintf(f, "%-9s %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f "
+				"%3d/%-3d\n", lbl, c[IMMEDIATE].med_us - c[RAW].med_us,
+				c[SAFEPIN].med_us - c[RAW].med_us, a->us[S_MAPS], a->us[S_SMAPS],
+				a->us[S_DONTFORK], a->us[S_POPULATE], a->us[S_REG], a->us[S_DEREG],
+				a->us[S_DOFORK], c[RAW].med_reg_us, a->vmas, a->maps_lines);
 		}
 	}
 	print_verdicts(f, false);
+}
+
+static void md_ratio(FILE *f, const struct cell *c, enum kase x, enum kase y)
+{
+	double r = ratio(c, x, y);
+
+	if (r > 0)
+		fprintf(f, "| %.3f ", r);
+	else
+		fprintf(f, "| – ");
+}
+
+static void md_time(FILE *f, const struct cell *c, enum kase k)
+{
+	if (c[k].n)
+		fprintf(f, "| %.1f ", c[k].med_us);
+	else
+		fprintf(f, "| – ");
 }
 
 static void print_markdown(FILE *f)
@@ -774,8 +883,8 @@ static void print_markdown(FILE *f)
 			"Pre-faulted buffer, the same one re-registered" :
 			"Fresh (untouched) buffer per cycle");
 		fprintf(f, "| size | (a) raw µs | (b) fork_init µs | (c) safepin µs | (c)/(a) | (c)/(b) "
-			"| (d) deferred µs | (d)/(a) | (d)/(b) | (e) raw again µs | (e)/(a) "
-			"| (f) raw, DONTFORK µs | (d)/(f) | N a/b/c/d/e/f |\n"
+			"| (d) immediate µs | (d)/(a) | (d)/(b) | (e) raw again µs | (e)/(a) "
+			"| (f) raw, DONTFORK µs | (c)/(f) | N a/b/c/d/e/f |\n"
 			"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 		for (int si = 0; si < nr_sizes; si++) {
 			const struct cell *c = cells[p][si];
@@ -784,39 +893,54 @@ static void print_markdown(FILE *f)
 			if (!measured(p, si))
 				continue;
 			size_label(sizes[si], lbl, sizeof(lbl));
-			fprintf(f, "| %s | %.1f | %.1f | %.1f | %.3f | %.3f ", lbl,
-				c[RAW].med_us, c[FORKINIT].med_us, c[SAFEPIN].med_us,
-				c[SAFEPIN].med_us / c[RAW].med_us,
-				c[SAFEPIN].med_us / c[FORKINIT].med_us);
-			if (c[DEFERRED].n)
-				fprintf(f, "| %.1f | %.3f | %.3f ", c[DEFERRED].med_us,
-					c[DEFERRED].med_us / c[RAW].med_us,
-					c[DEFERRED].med_us / c[FORKINIT].med_us);
-			else
-				fprintf(f, "| – | – | – ");
-			if (c[RAW2].n)
-				fprintf(f, "| %.1f | %.3f ", c[RAW2].med_us,
-					c[RAW2].med_us / c[RAW].med_us);
-			else
-				fprintf(f, "| – | – ");
-			if (c[RAW_DC].n)
-				fprintf(f, "| %.1f | %.3f ", c[RAW_DC].med_us,
-					c[DEFERRED].med_us / c[RAW_DC].med_us);
-			else
-				fprintf(f, "| – | – ");
+			fprintf(f, "| %s ", lbl);
+			md_time(f, c, RAW);
+			md_time(f, c, FORKINIT);
+			md_time(f, c, SAFEPIN);
+			md_ratio(f, c, SAFEPIN, RAW);
+			md_ratio(f, c, SAFEPIN, FORKINIT);
+			md_time(f, c, IMMEDIATE);
+			md_ratio(f, c, IMMEDIATE, RAW);
+			md_ratio(f, c, IMMEDIATE, FORKINIT);
+			md_time(f, c, RAW2);
+			md_ratio(f, c, RAW2, RAW);
+			md_time(f, c, RAW_DC);
+			md_ratio(f, c, SAFEPIN, RAW_DC);
 			fprintf(f, "| %d/%d/%d/%d/%d/%d |\n", c[RAW].n, c[FORKINIT].n, c[SAFEPIN].n,
-				c[DEFERRED].n, c[RAW2].n, c[RAW_DC].n);
+				c[IMMEDIATE].n, c[RAW2].n, c[RAW_DC].n);
 		}
+	}
+	fprintf(f, "\n### What the library did per timed cycle (`safepin_get_stats`)\n\n"
+		"| size | (c) pre-faulted: madvise | (c) pre-faulted: revived "
+		"| (d) pre-faulted: madvise | (c) fresh: madvise | (c) fresh: revived "
+		"| (d) fresh: madvise |\n|---|---:|---:|---:|---:|---:|---:|\n");
+	for (int si = 0; si < nr_sizes; si++) {
+		const struct cell *pc = cells[PREFAULTED][si], *fc = cells[FRESH][si];
+		bool mp = measured(PREFAULTED, si), mf = measured(FRESH, si);
+		char lbl[32];
+
+		size_label(sizes[si], lbl, sizeof(lbl));
+		fprintf(f, "| %s ", lbl);
+		if (mp)
+			fprintf(f, "| %.2f | %.2f | %.2f ", per_cycle(pc, SAFEPIN, false),
+				per_cycle(pc, SAFEPIN, true), per_cycle(pc, IMMEDIATE, false));
+		else
+			fprintf(f, "| – | – | – ");
+		if (mf)
+			fprintf(f, "| %.2f | %.2f | %.2f |\n", per_cycle(fc, SAFEPIN, false),
+				per_cycle(fc, SAFEPIN, true), per_cycle(fc, IMMEDIATE, false));
+		else
+			fprintf(f, "| – | – | – |\n");
 	}
 	if (patterns[PREFAULTED]) {
 		fprintf(f, "\n### Anatomy: the price of each step (pre-faulted)\n\n"
-			"A safepin-like cycle done by hand with plain verbs in the safepin "
+			"A marking cycle done by hand with plain verbs in the immediate "
 			"worker, on the same buffer: medians per step, next to the measured "
-			"overhead (c) − (a) and (a)'s own `ibv_reg_mr`.\n\n"
-			"| size | (c) − (a) | read maps to buffer | read smaps to buffer | MADV_DONTFORK "
-			"| MADV_POPULATE_WRITE | ibv_reg_mr (DONTFORK range) | ibv_dereg_mr "
-			"| MADV_DOFORK | (a) ibv_reg_mr | VMAs smaps/maps |\n"
-			"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+			"overheads (d) − (a) and (c) − (a) and (a)'s own `ibv_reg_mr`.\n\n"
+			"| size | (d) − (a) | (c) − (a) | read maps to buffer | read smaps to buffer "
+			"| MADV_DONTFORK | MADV_POPULATE_WRITE | ibv_reg_mr (DONTFORK range) "
+			"| ibv_dereg_mr | MADV_DOFORK | (a) ibv_reg_mr | VMAs smaps/maps |\n"
+			"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 		for (int si = 0; si < nr_sizes; si++) {
 			const struct anatomy *a = &anat[si];
 			const struct cell *c = cells[PREFAULTED][si];
@@ -824,10 +948,10 @@ static void print_markdown(FILE *f)
 
 			size_label(sizes[si], lbl, sizeof(lbl));
 			fprintf(f, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f "
-				"| %d/%d |\n", lbl, c[SAFEPIN].med_us - c[RAW].med_us, a->us[S_MAPS],
-				a->us[S_SMAPS], a->us[S_DONTFORK], a->us[S_POPULATE], a->us[S_REG],
-				a->us[S_DEREG], a->us[S_DOFORK], c[RAW].med_reg_us, a->vmas,
-				a->maps_lines);
+				"| %.1f | %d/%d |\n", lbl, c[IMMEDIATE].med_us - c[RAW].med_us,
+				c[SAFEPIN].med_us - c[RAW].med_us, a->us[S_MAPS], a->us[S_SMAPS],
+				a->us[S_DONTFORK], a->us[S_POPULATE], a->us[S_REG], a->us[S_DEREG],
+				a->us[S_DOFORK], c[RAW].med_reg_us, a->vmas, a->maps_lines);
 		}
 		fprintf(f, "\nAll times in µs.\n");
 	}
@@ -838,7 +962,8 @@ static void print_tsv(FILE *f)
 {
 	fprintf(f, "# size_bytes\traw_us\tforkinit_us\tsafepin_us\tc/a\tc/b\tn_a\tn_b\tn_c"
 		"\tmin_a\tmin_b\tmin_c\treg_a\tdereg_a\treg_b\tdereg_b\treg_c\tdereg_c"
-		"\tdeferred_us\td/a\tn_d\traw2_us\te/a\traw_dontfork_us\td/f\n");
+		"\timmediate_us\td/a\tn_d\traw2_us\te/a\traw_dontfork_us\tc/f"
+		"\tmadvise_per_cycle_c\trevived_per_cycle_c\tmadvise_per_cycle_d\n");
 	for (int p = 0; p < NR_PATTERNS; p++) {
 		fprintf(f, "# %s\n", pattern_names[p]);
 		for (int si = 0; si < nr_sizes; si++) {
@@ -848,22 +973,29 @@ static void print_tsv(FILE *f)
 				continue;
 			fprintf(f, "%zu\t%.2f\t%.2f\t%.2f\t%.4f\t%.4f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f"
 				"\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.4f\t%d\t%.2f\t%.4f"
-				"\t%.2f\t%.4f\n",
+				"\t%.2f\t%.4f\t%.3f\t%.3f\t%.3f\n",
 				sizes[si],
 				c[RAW].med_us, c[FORKINIT].med_us, c[SAFEPIN].med_us,
-				c[SAFEPIN].med_us / c[RAW].med_us,
-				c[SAFEPIN].med_us / c[FORKINIT].med_us, c[RAW].n, c[FORKINIT].n,
-				c[SAFEPIN].n, c[RAW].min_us, c[FORKINIT].min_us, c[SAFEPIN].min_us,
-				c[RAW].med_reg_us, c[RAW].med_dereg_us, c[FORKINIT].med_reg_us,
-				c[FORKINIT].med_dereg_us, c[SAFEPIN].med_reg_us,
-				c[SAFEPIN].med_dereg_us, c[DEFERRED].med_us,
-				c[DEFERRED].n ? c[DEFERRED].med_us / c[RAW].med_us : 0.0,
-				c[DEFERRED].n, c[RAW2].med_us, c[RAW2].med_us / c[RAW].med_us,
-				c[RAW_DC].med_us,
-				c[RAW_DC].n ? c[DEFERRED].med_us / c[RAW_DC].med_us : 0.0);
+				ratio(c, SAFEPIN, RAW), ratio(c, SAFEPIN, FORKINIT), c[RAW].n,
+				c[FORKINIT].n, c[SAFEPIN].n, c[RAW].min_us, c[FORKINIT].min_us,
+				c[SAFEPIN].min_us, c[RAW].med_reg_us, c[RAW].med_dereg_us,
+				c[FORKINIT].med_reg_us, c[FORKINIT].med_dereg_us, c[SAFEPIN].med_reg_us,
+				c[SAFEPIN].med_dereg_us, c[IMMEDIATE].med_us, ratio(c, IMMEDIATE, RAW),
+				c[IMMEDIATE].n, c[RAW2].med_us, ratio(c, RAW2, RAW), c[RAW_DC].med_us,
+				ratio(c, SAFEPIN, RAW_DC), per_cycle(c, SAFEPIN, false),
+				per_cycle(c, SAFEPIN, true), per_cycle(c, IMMEDIATE, false));
 		}
 		fprintf(f, "\n\n");	/* gnuplot index separator */
 	}
+}
+
+static const char *unmark_name(int m)
+{
+	switch (m) {
+	case SAFEPIN_UNMARK_IMMEDIATE: return "immediate";
+	case SAFEPIN_UNMARK_DEFERRED: return "deferred";
+	}
+	return "?";
 }
 
 static void print_header(FILE *f, bool md)
@@ -889,6 +1021,12 @@ static void print_header(FILE *f, bool md)
 		workers[FORKINIT].hello.fork_status == IBV_FORK_UNNEEDED ?
 		" (the kernel copies pinned pages at fork: libibverbs' fork support stays off "
 		"and (b) marks nothing, like (a); compare its cost with (e))" : "");
+	fprintf(f, "%s(c) ran with unmarking %s, (d) with %s%s%s%s\n", md ? "- " : "",
+		unmark_name(workers[SAFEPIN].hello.unmark),
+		unmark_name(workers[IMMEDIATE].hello.unmark),
+		getenv("SAFEPIN_UNMARK") ? " (SAFEPIN_UNMARK=" : "",
+		getenv("SAFEPIN_UNMARK") ? getenv("SAFEPIN_UNMARK") : "",
+		getenv("SAFEPIN_UNMARK") ? " in the environment)" : "");
 }
 
 int main(int argc, char **argv)
