@@ -44,6 +44,23 @@ static struct {
 } revived;
 
 /*
+ * A registration cache revives the same few buffers over and over between
+ * two forks: each extent is remembered once, so that MAX_REVIVED distinct
+ * ones fit before the prepare handler has to re-mark every live
+ * registration.
+ */
+static void remember_revived(const struct reg_extent *ext)
+{
+	for (size_t i = revived.n; i-- > 0;)
+		if (revived.ext[i].start == ext->start && revived.ext[i].end == ext->end)
+			return;
+	if (revived.n < MAX_REVIVED)
+		revived.ext[revived.n++] = *ext;
+	else
+		revived.overflow = true;
+}
+
+/*
  * 1->0 runs of the parked registrations being unmarked: gathered over all
  * of them, sorted and merged, so that neighbours and nested ranges cost one
  * madvise() per maximal run.  Without memory for the list a run is
@@ -205,10 +222,7 @@ int registry_revive_locked(uintptr_t addr, size_t len)
 	if (ret)
 		return ret;
 	reg_table_del(&registry_state.parked, addr, len, &ext);
-	if (revived.n < MAX_REVIVED)
-		revived.ext[revived.n++] = ext;
-	else
-		revived.overflow = true;
+	remember_revived(&ext);
 	registry_state.revived++;
 	lifetime_pinned_locked(addr, len, &ext);
 	return 0;

@@ -224,6 +224,43 @@ static void test_replaced_by_shared_memory_is_not_hidden(void **state)
 	memset(arena + 2 * PAGE, 0x5a, 2 * PAGE);
 }
 
+/*
+ * A registration cache revives one buffer many times between two forks:
+ * the prepare handler re-marks that buffer once, not every live
+ * registration (which it does only past 32 distinct revived ones).
+ */
+static void test_hot_buffer_revived_often_is_remarked_once(void **state)
+{
+	enum { OTHERS = 40 };
+	char *others = map_anon(2 * OTHERS * PAGE, PROT_READ | PROT_WRITE, 0);
+	uint64_t before;
+	pid_t pid;
+	int status;
+
+	(void)state;
+	for (int i = 0; i < OTHERS; i++)
+		assert_int_equal(safepin_pin(others + 2 * i * PAGE, PAGE, 0), 0);
+	park_pages(1, 3);
+	for (int i = 0; i < 100; i++) {
+		pin_pages(1, 3);
+		unpin_pages(1, 3);
+	}
+	pin_pages(1, 3);
+	before = stats_now().madvise_calls;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* One re-mark of pages 1-2 (and no parked range left to flush). */
+	assert_int_equal(stats_now().madvise_calls, before + 1);
+	unpin_pages(1, 3);
+	for (int i = 0; i < OTHERS; i++)
+		assert_int_equal(safepin_unpin(others + 2 * i * PAGE, PAGE), 0);
+	assert_int_equal(safepin_flush(), 0);
+	munmap(others, 2 * OTHERS * PAGE);
+}
+
 static pid_t raw_clone(void)
 {
 	return (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
@@ -364,6 +401,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replaced_memory_is_remarked_before_fork, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_replaced_by_shared_memory_is_not_hidden, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_hot_buffer_revived_often_is_remarked_once, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_raw_clone_misses_parked_until_flush, setup,
 						teardown),
