@@ -135,8 +135,12 @@ static void test_flush_coalesces_runs(void **state)
 	assert_marks("........");
 }
 
-/* A pin overlapping a parked range takes the full path, but its pages are counted already. */
-static void test_overlapping_pin_reuses_parked_marks(void **state)
+/*
+ * A pin that overlaps a parked range without being it cannot trust the
+ * parked marks (the memory under them may be new): the parked registration
+ * leaves first, unmarked, and the pin marks exactly what it covers.
+ */
+static void test_overlapping_pin_unparks_first(void **state)
 {
 	uint64_t calls, revived;
 
@@ -146,16 +150,39 @@ static void test_overlapping_pin_reuses_parked_marks(void **state)
 	revived = stats_now().revived_registrations;
 	/* Pages 1-2, as bytes no other test registers (the set of seen ranges is per process). */
 	assert_int_equal(safepin_pin(arena + PAGE + 24, 2 * PAGE - 48, 0), 0);
-	assert_int_equal(stats_now().madvise_calls, calls);
+	assert_int_equal(stats_now().madvise_calls, calls + 2);	/* unmark 0-3, mark 1-2 */
 	assert_int_equal(stats_now().revived_registrations, revived);
+	assert_int_equal(stats_now().parked_registrations, 0);
 	assert_int_equal(stats_now().live_registrations, 1);
-	/* Seen once: dropped, its pages stay counted by the parked one. */
+	assert_marks(".DD.....");
+	/* Seen once: unmarked at once. */
 	assert_int_equal(safepin_unpin(arena + PAGE + 24, 2 * PAGE - 48), 0);
-	assert_int_equal(stats_now().madvise_calls, calls);
-	assert_int_equal(stats_now().parked_registrations, 1);
-	assert_marks("DDDD....");
+	assert_marks("........");
+}
+
+/*
+ * The same after the memory changed: a parked range unmapped, a bigger
+ * buffer mapped over it and registered.  Every page of the new
+ * registration is marked at once, and a child does not get it.
+ */
+static void test_bigger_buffer_over_parked_range_is_marked_whole(void **state)
+{
+	char *again;
+
+	(void)state;
+	park_pages(2, 4);
+	assert_int_equal(munmap(arena + 2 * PAGE, 2 * PAGE), 0);
+	again = mmap(arena + PAGE, 4 * PAGE, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	assert_ptr_equal(again, arena + PAGE);
+	memset(again, 0x5a, 4 * PAGE);
+	pin_pages(1, 5);
+	assert_marks(".DDDD...");
+	assert_int_equal(stats_now().parked_registrations, 0);
+	assert_true(child_segfaults_at(arena + 2 * PAGE));
+	assert_true(child_segfaults_at(arena + 3 * PAGE));
+	unpin_pages(1, 5);
 	assert_int_equal(safepin_flush(), 0);
-	assert_int_equal(stats_now().madvise_calls, calls + 1);
 	assert_marks("........");
 }
 
@@ -396,7 +423,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_repin_of_parked_range_is_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_sees_exactly_live_ranges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_coalesces_runs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_overlapping_pin_reuses_parked_marks, setup,
+		cmocka_unit_test_setup_teardown(test_overlapping_pin_unparks_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bigger_buffer_over_parked_range_is_marked_whole,
+						setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_replaced_memory_is_remarked_before_fork, setup,
 						teardown),
