@@ -713,23 +713,11 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 		return 0;
 	}
 	ret = describe_range(addr, len, &vmas, &ext);
-	/*
-	 * Only an exact revival may trust a parked range's marks (and is
-	 * checked at the next fork).  Any other pin meeting parked pages would
-	 * count on marks its memory may no longer carry: the application may
-	 * have unmapped it while parked and mapped a bigger or smaller buffer
-	 * there.  Those leave first, unmarked, and this pin marks all it covers.
-	 */
-	if (!ret && registry_state.parked.nr_live) {
-		ret = registry_unpark_overlapping_locked(ext.start, ext.end, false);
-		if (ret > 0) {
-			/* Their unmarking moved VMA bounds the marking reads. */
-			vmas.n = 0;
-			ret = describe_range(addr, len, &vmas, &ext);
-		}
-	}
 	if (!ret)
 		ret = count_and_mark_locked(addr, len, &vmas, &ext);
+	/* Pages parked registrations counted: see registry_deferred.c. */
+	if (!ret && registry_state.parked.nr_live)
+		registry_note_parked_overlap_locked(&ext);
 	/* Parked registrations hold VMA splits: give them back and retry once. */
 	if (ret == -ENOMEM && registry_state.parked.nr_live && !registry_flush_parked_locked()) {
 		vmas.n = 0;

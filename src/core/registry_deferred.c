@@ -382,6 +382,45 @@ static void remark_revived_locked(void)
 	revived.overflow = false;
 }
 
+/*
+ * Any pin that meets parked pages, not only an exact revival, finds them
+ * counted already, so its 0->1 marking skips them: it counts on marks its
+ * memory may no longer carry (the application may have unmapped the parked
+ * buffer and mapped a bigger or smaller one there).  Those pages are
+ * trusted like a revival's, and checked and marked again by the next
+ * fork's prepare handler: they join the revived list.  The parked
+ * registrations stay parked, so a neighbour sharing one page with a parked
+ * buffer (malloc()ed buffers do) costs nothing.
+ */
+struct overlap_note {
+	struct reg_extent want;		/* the pin's extent */
+};
+
+static int note_parked(void *ctx, uintptr_t addr, size_t len, const struct reg_extent *ext,
+		       uint32_t refs, uint64_t cookie)
+{
+	struct overlap_note *o = ctx;
+	struct reg_extent clip = {
+		.start = ext->start > o->want.start ? ext->start : o->want.start,
+		.end = ext->end < o->want.end ? ext->end : o->want.end,
+	};
+
+	(void)addr;
+	(void)len;
+	(void)refs;
+	(void)cookie;
+	if (clip.start < clip.end)
+		remember_revived(&clip);
+	return 0;
+}
+
+void registry_note_parked_overlap_locked(const struct reg_extent *ext)
+{
+	struct overlap_note o = { .want = *ext };
+
+	(void)reg_table_walk(&registry_state.parked, note_parked, &o);
+}
+
 void registry_forget_revived(void)
 {
 	memset(&revived, 0, sizeof(revived));

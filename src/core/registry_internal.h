@@ -82,6 +82,13 @@ int registry_revive_locked(uintptr_t addr, size_t len);
 /* Parked registrations meeting [start, end) leave (unmarked unless @gone): how many, or -ENOMEM. */
 int registry_unpark_overlapping_locked(uintptr_t start, uintptr_t end, bool gone);
 
+/*
+ * After a pin counted and marked @ext (other than an exact revival): the
+ * pages of it that parked registrations counted are checked and marked
+ * again before the next fork, like a revival's.
+ */
+void registry_note_parked_overlap_locked(const struct reg_extent *ext);
+
 /* In the child: the revived registrations are the parent's. */
 void registry_forget_revived(void);
 
