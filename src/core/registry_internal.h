@@ -78,10 +78,6 @@ int registry_flush_parked_locked(void);
 int registry_park_locked(uintptr_t addr, size_t len, const struct reg_extent *ext);
 /* Pin of a parked (addr, len). Return 0, or -ENOENT / -ENOMEM: take the full path. */
 int registry_revive_locked(uintptr_t addr, size_t len);
-/* ---- registry_lifetime.c: the caller holds the lock ---- */
-/* Parked registrations meeting [start, end) leave (unmarked unless @gone): how many, or -ENOMEM. */
-int registry_unpark_overlapping_locked(uintptr_t start, uintptr_t end, bool gone);
-
 /*
  * After a pin counted and marked @ext (other than an exact revival): the
  * pages of it that parked registrations counted are checked and marked

@@ -187,18 +187,16 @@ static void add_hit(struct lt_hit *hits, size_t max, size_t *total, uintptr_t ad
  * unmap or discard memory it no longer registers, and their pages there
  * must neither be trusted on a later pin nor unmarked on memory mapped
  * anew (@gone: they are not).  Their other pages are unmarked now.
- * Return how many left, or -ENOMEM with some of them still parked.
+ * Without memory for the edge counts the rest stay parked.
  */
-int registry_unpark_overlapping_locked(uintptr_t start, uintptr_t end, bool gone)
+static void unpark_overlapping_locked(uintptr_t start, uintptr_t end, bool gone)
 {
-	for (int n = 0;; n++) {
+	for (;;) {
 		struct reg_pick p = { .start = start, .end = end };
 
 		(void)reg_table_walk(&registry_state.parked, registry_pick_entry, &p);
-		if (!p.found)
-			return n;
-		if (range_map_reserve(&registry_state.edges))
-			return -ENOMEM;
+		if (!p.found || range_map_reserve(&registry_state.edges))
+			return;
 		reg_table_del(&registry_state.parked, p.addr, p.len, &p.ext);
 		if (gone) {
 			drop_counts(p.ext.start, umin(p.ext.end, start), false);
@@ -221,7 +219,7 @@ size_t registry_violation_locked(uintptr_t start, uintptr_t end, bool gone,
 	if (!registry_counted_locked(start, end))
 		return 0;
 	if (registry_state.parked.nr_live)
-		(void)registry_unpark_overlapping_locked(start, end, gone);
+		unpark_overlapping_locked(start, end, gone);
 	for (struct violated *v = violated_head; v; v = v->next) {
 		if (cut_pieces(v, start, end, gone) > 0)
 			add_hit(hits, max, &total, v->addr, v->len, true);
