@@ -713,9 +713,18 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 		return 0;
 	}
 	ret = describe_range(addr, len, &vmas, &ext);
+	/* Parked registrations this pin covers whole, or shares pages with:
+	 * see registry_deferred.c. */
+	if (!ret && registry_state.parked.nr_live) {
+		ret = registry_unpark_within_locked(&ext);
+		if (ret > 0) {
+			/* Their unmarking moved VMA bounds the marking reads. */
+			vmas.n = 0;
+			ret = describe_range(addr, len, &vmas, &ext);
+		}
+	}
 	if (!ret)
 		ret = count_and_mark_locked(addr, len, &vmas, &ext);
-	/* Pages parked registrations counted: see registry_deferred.c. */
 	if (!ret && registry_state.parked.nr_live)
 		registry_note_parked_overlap_locked(&ext);
 	/* Parked registrations hold VMA splits: give them back and retry once. */

@@ -384,14 +384,65 @@ static void remark_revived_locked(void)
 
 /*
  * Any pin that meets parked pages, not only an exact revival, finds them
- * counted already, so its 0->1 marking skips them: it counts on marks its
- * memory may no longer carry (the application may have unmapped the parked
- * buffer and mapped a bigger or smaller one there).  Those pages are
- * trusted like a revival's, and checked and marked again by the next
- * fork's prepare handler: they join the revived list.  The parked
- * registrations stay parked, so a neighbour sharing one page with a parked
- * buffer (malloc()ed buffers do) costs nothing.
+ * counted already, so its 0->1 marking would skip them and count on marks
+ * their memory may no longer carry (the application may have unmapped the
+ * parked buffer and mapped another one there).
+ *
+ * A parked registration the pin covers whole (a bigger buffer over a
+ * parked one, the same buffer registered with another length) is unmarked
+ * and dropped first, so the pin marks its whole extent at once: otherwise
+ * the trusted pages would stay a VMA of their own in the middle of the new
+ * buffer, splitting its transparent huge pages, until the next fork.
+ *
+ * The pages of a parked registration the pin only shares (a neighbour on a
+ * common page, as malloc()ed buffers are) are trusted like a revival's and
+ * checked and marked again by the next fork's prepare handler: they join
+ * the revived list, and the neighbour stays parked at no cost.
  */
+struct within {
+	const struct reg_extent *ext;
+	struct reg_pick pick;
+};
+
+static int pick_within(void *ctx, uintptr_t addr, size_t len, const struct reg_extent *ext,
+		       uint32_t refs, uint64_t cookie)
+{
+	struct within *w = ctx;
+
+	(void)refs;
+	(void)cookie;
+	if (ext->start < w->ext->start || ext->end > w->ext->end)
+		return 0;
+	w->pick = (struct reg_pick){ .addr = addr, .len = len, .ext = *ext, .found = true };
+	return 1;
+}
+
+int registry_unpark_within_locked(const struct reg_extent *ext)
+{
+	struct unmark_batch b = { .run = NULL };
+	int n = 0, ret = 0;
+
+	for (;;) {
+		struct within w = { .ext = ext };
+
+		(void)reg_table_walk(&registry_state.parked, pick_within, &w);
+		if (!w.pick.found)
+			break;
+		if (range_map_reserve(&registry_state.pages) ||
+		    range_map_reserve(&registry_state.edges)) {
+			ret = -ENOMEM;
+			break;
+		}
+		range_map_sub(&registry_state.pages, w.pick.ext.start, w.pick.ext.end, batch_run, &b);
+		registry_edges_sub(&w.pick.ext);
+		reg_table_del(&registry_state.parked, w.pick.addr, w.pick.len, &w.pick.ext);
+		n++;
+	}
+	batch_apply(&b);
+	registry_keep_stuck_locked(&b.failed);
+	return ret ? ret : n;
+}
+
 struct overlap_note {
 	struct reg_extent want;		/* the pin's extent */
 };

@@ -79,9 +79,14 @@ int registry_park_locked(uintptr_t addr, size_t len, const struct reg_extent *ex
 /* Pin of a parked (addr, len). Return 0, or -ENOENT / -ENOMEM: take the full path. */
 int registry_revive_locked(uintptr_t addr, size_t len);
 /*
- * After a pin counted and marked @ext (other than an exact revival): the
- * pages of it that parked registrations counted are checked and marked
- * again before the next fork, like a revival's.
+ * Before a pin of @ext (other than an exact revival): unmark and drop the
+ * parked registrations inside it.  How many, or -ENOMEM.
+ */
+int registry_unpark_within_locked(const struct reg_extent *ext);
+/*
+ * After that pin counted and marked @ext: the pages of it that parked
+ * registrations still count are checked and marked again before the next
+ * fork, like a revival's.
  */
 void registry_note_parked_overlap_locked(const struct reg_extent *ext);
 
