@@ -315,17 +315,19 @@ void fault_unhook_node_alloc(struct node_alloc *a)
 
 char *fault_buf;
 
-/* One character per page from /proc/self/smaps VmFlags: 'D' dc, 'W' wf, '.' neither. */
-void fault_marks(const void *addr, size_t n, char *out)
+/*
+ * Call @fn for every VMA of /proc/self/smaps meeting [a0, a1), with its
+ * bounds and one character for its VmFlags: 'D' dc, 'W' wf, '.' neither.
+ * Reads with the real open/read: nothing here may hit an armed fault.
+ */
+static void smaps_marks(uintptr_t a0, uintptr_t a1,
+			void (*fn)(void *ctx, uintptr_t s, uintptr_t e, char mark), void *ctx)
 {
 	static char chunk[1 << 16];
-	uintptr_t a0 = (uintptr_t)addr, a1 = a0 + n * PAGE;
 	unsigned long s = 0, e = 0;
 	size_t fill = 0;
 	int fd = __real_open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
 
-	memset(out, ' ', n);
-	out[n] = '\0';
 	if (fd < 0)
 		return;
 	for (;;) {
@@ -342,14 +344,11 @@ void fault_marks(const void *addr, size_t n, char *out)
 			unsigned long hs = strtoul(line, &end, 16);
 
 			if (end != line && *end == '-') {
-				/* header "start-end perms ...": remembered until its VmFlags */
+				/* the header "start-end perms ...", kept until its VmFlags */
 				s = hs;
 				e = strtoul(end + 1, NULL, 16);
-			} else if (!strncmp(line, "VmFlags:", 8)) {
-				char c = strstr(line, " dc") ? 'D' : strstr(line, " wf") ? 'W' : '.';
-
-				for (uintptr_t p = s > a0 ? s : a0; p < e && p < a1; p += PAGE)
-					out[(p - a0) / PAGE] = c;
+			} else if (!strncmp(line, "VmFlags:", 8) && s < a1 && e > a0) {
+				fn(ctx, s, e, strstr(line, " dc") ? 'D' : strstr(line, " wf") ? 'W' : '.');
 			}
 			line = nl + 1;
 		}
@@ -359,49 +358,51 @@ void fault_marks(const void *addr, size_t n, char *out)
 	close(fd);
 }
 
+struct marks_out {
+	uintptr_t a0, a1;
+	char *out;
+	size_t len, size;	/* fault_layout(): bytes written, room */
+};
+
+static void page_marks(void *ctx, uintptr_t s, uintptr_t e, char mark)
+{
+	struct marks_out *m = ctx;
+
+	for (uintptr_t p = s > m->a0 ? s : m->a0; p < e && p < m->a1; p += PAGE)
+		m->out[(p - m->a0) / PAGE] = mark;
+}
+
+/* One character per page from /proc/self/smaps VmFlags: 'D' dc, 'W' wf, '.' neither. */
+void fault_marks(const void *addr, size_t n, char *out)
+{
+	struct marks_out m = { (uintptr_t)addr, (uintptr_t)addr + n * PAGE, out, 0, 0 };
+
+	memset(out, ' ', n);
+	out[n] = '\0';
+	smaps_marks(m.a0, m.a1, page_marks, &m);
+}
+
+static void layout_entry(void *ctx, uintptr_t s, uintptr_t e, char mark)
+{
+	struct marks_out *m = ctx;
+	uintptr_t from = s > m->a0 ? s : m->a0, to = e < m->a1 ? e : m->a1;
+	int w;
+
+	if (m->len >= m->size)
+		return;
+	w = snprintf(m->out + m->len, m->size - m->len, "%lu-%lu:%c ",
+		     (unsigned long)((from - m->a0) / PAGE), (unsigned long)((to - m->a0) / PAGE),
+		     mark);
+	m->len = w > 0 && (size_t)w < m->size - m->len ? m->len + (size_t)w : m->size;
+}
+
+
 void fault_layout(const void *addr, size_t n, char *out, size_t size)
 {
-	static char chunk[1 << 16];
-	uintptr_t a0 = (uintptr_t)addr, a1 = a0 + n * PAGE;
-	unsigned long s = 0, e = 0;
-	size_t fill = 0, len = 0;
-	int fd = __real_open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+	struct marks_out m = { (uintptr_t)addr, (uintptr_t)addr + n * PAGE, out, 0, size };
 
 	out[0] = '\0';
-	if (fd < 0)
-		return;
-	for (;;) {
-		ssize_t r = __real_read(fd, chunk + fill, sizeof(chunk) - 1 - fill);
-		char *line = chunk, *nl;
-
-		if (r <= 0)
-			break;
-		fill += (size_t)r;
-		chunk[fill] = '\0';
-		while ((nl = strchr(line, '\n'))) {
-			*nl = '\0';
-			char *end;
-			unsigned long hs = strtoul(line, &end, 16);
-
-			if (end != line && *end == '-') {
-				s = hs;
-				e = strtoul(end + 1, NULL, 16);
-			} else if (!strncmp(line, "VmFlags:", 8) && s < a1 && e > a0 &&
-				   len < size) {
-				char c = strstr(line, " dc") ? 'D' : strstr(line, " wf") ? 'W' : '.';
-				uintptr_t from = s > a0 ? s : a0, to = e < a1 ? e : a1;
-				int w = snprintf(out + len, size - len, "%lu-%lu:%c ",
-						 (unsigned long)((from - a0) / PAGE),
-						 (unsigned long)((to - a0) / PAGE), c);
-
-				len = w > 0 && (size_t)w < size - len ? len + (size_t)w : size;
-			}
-			line = nl + 1;
-		}
-		fill -= (size_t)(line - chunk);
-		memmove(chunk, line, fill);
-	}
-	close(fd);
+	smaps_marks(m.a0, m.a1, layout_entry, &m);
 }
 
 /* Headers and VmFlags of every VMA. */
