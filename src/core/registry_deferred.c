@@ -165,6 +165,20 @@ int registry_pick_entry(void *ctx, uintptr_t addr, size_t len, const struct reg_
 }
 
 /*
+ * Take the parked registration @p out: its counts go, its 1->0 runs join
+ * @b.  Return 0, or -ENOMEM (the page map could not be split): it stays.
+ */
+static int unpark_into(const struct reg_pick *p, struct unmark_batch *b)
+{
+	if (range_map_reserve(&registry_state.pages) || range_map_reserve(&registry_state.edges))
+		return -ENOMEM;
+	range_map_sub(&registry_state.pages, p->ext.start, p->ext.end, batch_run, b);
+	registry_edges_sub(&p->ext);
+	reg_table_del(&registry_state.parked, p->addr, p->len, &p->ext);
+	return 0;
+}
+
+/*
  * Unmark every parked registration.  Return 0, or -ENOMEM when the page
  * map could not be split: those stay parked (counted and marked).
  */
@@ -177,17 +191,13 @@ int registry_flush_parked_locked(void)
 		struct reg_pick p = { .start = 0, .end = UINTPTR_MAX };
 
 		(void)reg_table_walk(&registry_state.parked, registry_pick_entry, &p);
-		if (range_map_reserve(&registry_state.pages) ||
-		    range_map_reserve(&registry_state.edges)) {
-			ret = -ENOMEM;
+		ret = unpark_into(&p, &b);
+		if (ret) {
 			registry_state.failures++;
 			sp_log(SP_LOG_ERROR, "out of memory unmarking parked registrations: "
 			       "%zu stay marked", registry_state.parked.nr_live);
 			break;
 		}
-		range_map_sub(&registry_state.pages, p.ext.start, p.ext.end, batch_run, &b);
-		registry_edges_sub(&p.ext);
-		reg_table_del(&registry_state.parked, p.addr, p.len, &p.ext);
 	}
 	batch_apply(&b);
 	registry_keep_stuck_locked(&b.failed);
@@ -426,16 +436,8 @@ int registry_unpark_within_locked(const struct reg_extent *ext)
 		struct within w = { .ext = ext };
 
 		(void)reg_table_walk(&registry_state.parked, pick_within, &w);
-		if (!w.pick.found)
+		if (!w.pick.found || (ret = unpark_into(&w.pick, &b)))
 			break;
-		if (range_map_reserve(&registry_state.pages) ||
-		    range_map_reserve(&registry_state.edges)) {
-			ret = -ENOMEM;
-			break;
-		}
-		range_map_sub(&registry_state.pages, w.pick.ext.start, w.pick.ext.end, batch_run, &b);
-		registry_edges_sub(&w.pick.ext);
-		reg_table_del(&registry_state.parked, w.pick.addr, w.pick.len, &w.pick.ext);
 		n++;
 	}
 	batch_apply(&b);
