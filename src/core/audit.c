@@ -117,37 +117,9 @@ uint64_t audit_pfn_hash(uintptr_t start, uintptr_t end)
 
 /* ---- the audit ------------------------------------------------------ */
 
-struct vmas {
-	struct vma_info *v;
-	size_t n, cap;
-};
-
-static int collect(void *ctx, const struct vma_info *vma)
-{
-	struct vmas *l = ctx;
-
-	return vma_push(&l->v, &l->n, &l->cap, vma);
-}
-
-/* First VMA ending after @addr. */
-static size_t vma_index(const struct vmas *l, uintptr_t addr)
-{
-	size_t lo = 0, hi = l->n;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (l->v[mid].end <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 struct audit {
 	struct safepin_audit_report *r;
-	struct vmas vmas;
+	struct vma_vec vmas;
 	int pagemap;
 	bool marks;
 	/* per registration */
@@ -185,7 +157,8 @@ static int check_one(void *ctx, const struct lt_reg *reg)
 		return 0;	/* a violated registration with nothing left */
 	r->registrations += reg->refs;
 	r->pages += (e - s) / vm_base_page_size();
-	for (size_t i = vma_index(&a->vmas, s); i < a->vmas.n && a->vmas.v[i].start < e; i++) {
+	for (size_t i = vma_vec_first_after(&a->vmas, s); i < a->vmas.n && a->vmas.v[i].start < e;
+	     i++) {
 		const struct vma_info *v = &a->vmas.v[i];
 
 		if (v->start > want || !(v->flags & (VMA_READ | VMA_WRITE | VMA_EXEC)))
@@ -198,7 +171,7 @@ static int check_one(void *ctx, const struct lt_reg *reg)
 	if (want < e)
 		unmapped = true;
 	a->absent = a->shared = 0;
-	a->vi = vma_index(&a->vmas, s);
+	a->vi = vma_vec_first_after(&a->vmas, s);
 	if (a->pagemap >= 0)
 		(void)pagemap_each(a->pagemap, s, e, page_one, a);
 	if (reg->cookie && !reg->violated && !unmapped) {
@@ -245,7 +218,7 @@ int audit_run_locked(struct safepin_audit_report *r)
 	memset((char *)r + offsetof(struct safepin_audit_report, registrations), 0,
 	       sizeof(*r) - offsetof(struct safepin_audit_report, registrations));
 	a.marks = registry_marks_locked();
-	ret = vm_for_each_vma_smaps(0, UINTPTR_MAX, collect, &a.vmas);
+	ret = vm_for_each_vma_smaps(0, UINTPTR_MAX, vma_vec_collect, &a.vmas);
 	if (!ret) {
 		a.pagemap = pagemap_open();
 		r->pfns = audit_pfns_enabled() ? 1 : 0;

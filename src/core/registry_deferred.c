@@ -281,37 +281,16 @@ static int gather_reg(void *ctx, uintptr_t addr, size_t len, const struct reg_ex
 	return range_map_walk_range(&registry_state.pages, ext->start, ext->end, gather_run, ctx);
 }
 
-struct vma_array {
-	struct vma_info *v;
-	size_t n, cap;
-};
-
-static int collect_vma(void *ctx, const struct vma_info *vma)
-{
-	struct vma_array *a = ctx;
-
-	return vma_push(&a->v, &a->n, &a->cap, vma);
-}
-
 /*
  * Whether @run can still take its mark: mapped without a hole, private,
  * and on page boundaries of every VMA under it.  A run fails this only if
  * its memory was unmapped while parked and something else mapped there.
  */
-static bool run_still_markable(const struct vma_array *a, const struct range_seg *run)
+static bool run_still_markable(const struct vma_vec *a, const struct range_seg *run)
 {
 	uintptr_t want = run->start;
-	size_t lo = 0, hi = a->n;
 
-	while (lo < hi) {	/* first VMA ending above run->start */
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (a->v[mid].end <= run->start)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i < a->n && want < run->end; i++) {
+	for (size_t i = vma_vec_first_after(a, run->start); i < a->n && want < run->end; i++) {
 		const struct vma_info *v = &a->v[i];
 		size_t ps = v->page_size ? v->page_size : vm_base_page_size();
 
@@ -340,7 +319,7 @@ static bool run_still_markable(const struct vma_array *a, const struct range_seg
 static void remark_revived_locked(void)
 {
 	struct remark_list l = { .run = NULL };
-	struct vma_array a = { .v = NULL };
+	struct vma_vec a = { .v = NULL };
 	int ret = 0;
 
 	if (revived.overflow)
@@ -356,7 +335,7 @@ static void remark_revived_locked(void)
 			lo = l.run[i].start < lo ? l.run[i].start : lo;
 			hi = l.run[i].end > hi ? l.run[i].end : hi;
 		}
-		ret = vm_for_each_vma(lo, hi, collect_vma, &a);
+		ret = vm_for_each_vma(lo, hi, vma_vec_collect, &a);
 	}
 	if (l.short_of_memory || ret < 0) {
 		registry_state.failures++;

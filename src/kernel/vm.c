@@ -766,3 +766,25 @@ int vma_push(struct vma_info **v, size_t *n, size_t *cap, const struct vma_info 
 	(*v)[(*n)++] = *vma;
 	return 0;
 }
+
+int vma_vec_collect(void *ctx, const struct vma_info *vma)
+{
+	struct vma_vec *l = ctx;
+
+	return vma_push(&l->v, &l->n, &l->cap, vma);
+}
+
+size_t vma_vec_first_after(const struct vma_vec *l, uintptr_t addr)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->v[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}

@@ -46,6 +46,17 @@ typedef int (*vma_fn)(void *ctx, const struct vma_info *vma);
 /* Append @vma to a growable array (*@v, *@n used, *@cap allocated). 0 or -ENOMEM. */
 int vma_push(struct vma_info **v, size_t *n, size_t *cap, const struct vma_info *vma);
 
+/* VMAs listed in address order; free(v) when done. */
+struct vma_vec {
+	struct vma_info *v;
+	size_t n, cap;
+};
+
+/* A vma_fn appending to the vma_vec @ctx. */
+int vma_vec_collect(void *ctx, const struct vma_info *vma);
+/* Index of the first VMA of @l ending above @addr (l->n if none). */
+size_t vma_vec_first_after(const struct vma_vec *l, uintptr_t addr);
+
 size_t vm_base_page_size(void);
 
 /*
