@@ -13,7 +13,10 @@
  * moment, so their ratio carries no worker effect.  It is also a floor for
  * any library: the safepin side includes only the library's own work.
  *
- *   reg_mr_ab [-d DEVICE] [-n CYCLES] SIZE...      (sizes in bytes, K, M)
+ *   reg_mr_ab [-d DEVICE] [-n CYCLES] [-o raw|safepin] SIZE...  (sizes in bytes, K, M)
+ *
+ * -o runs one side only, for a profiler: perf record of each side alone,
+ * same cycle count, shows where the library's extra time goes.
  *
  * Prints one line per size: the medians and their ratio.
  */
@@ -82,21 +85,25 @@ static size_t parse_size(const char *s)
 int main(int argc, char **argv)
 {
 	const char *dev = NULL;
-	int opt, n = 1000, ndev;
+	int opt, n = 1000, ndev, only = -1;	/* -1: both sides; 0: raw; 1: safepin */
 	struct ibv_device **list;
 	struct ibv_context *ctx = NULL;
 	struct ibv_pd *pd;
 
-	while ((opt = getopt(argc, argv, "d:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:n:o:")) != -1) {
 		if (opt == 'd')
 			dev = optarg;
 		else if (opt == 'n')
 			n = atoi(optarg);
+		else if (opt == 'o' && !strcmp(optarg, "raw"))
+			only = 0;
+		else if (opt == 'o' && !strcmp(optarg, "safepin"))
+			only = 1;
 		else
 			return 2;
 	}
 	if (optind >= argc || n < 1) {
-		fprintf(stderr, "usage: reg_mr_ab [-d DEVICE] [-n CYCLES] SIZE...\n");
+		fprintf(stderr, "usage: reg_mr_ab [-d DEVICE] [-n CYCLES] [-o raw|safepin] SIZE...\n");
 		return 2;
 	}
 	list = ibv_get_device_list(&ndev);
@@ -121,8 +128,16 @@ int main(int argc, char **argv)
 			/* Alternate which side goes first: no order effect. */
 			for (int side = 0; side < 2; side++) {
 				bool lib = (side ^ (i & 1)) != 0;
-				double t0 = now_us();
-				struct ibv_mr *mr = lib ?
+				double t0;
+				struct ibv_mr *mr;
+
+				if (only >= 0 && lib != (only == 1)) {
+					if (i >= 0)	/* not run: no time */
+						(lib ? t_sp : t_raw)[i] = 0;
+					continue;
+				}
+				t0 = now_us();
+				mr = lib ?
 					safepin_reg_mr(pd, sp, len, IBV_ACCESS_LOCAL_WRITE) :
 					ibv_reg_mr(pd, raw, len, IBV_ACCESS_LOCAL_WRITE);
 

@@ -42,15 +42,15 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t can_enter;	/* no fork waiting */
 	pthread_cond_t drained;		/* no registration in flight */
-	atomic_uint inside;		/* threads between enter and exit */
-	atomic_uint forks_waiting;
 } gate = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.can_enter = PTHREAD_COND_INITIALIZER,
 	.drained = PTHREAD_COND_INITIALIZER,
 };
-static SP_THREAD_LOCAL unsigned int guard_depth;
-static struct once fork_once = ONCE_INIT;
+/* The counters and the nesting depth: read by the inline fast path in fork.h. */
+struct fork_gate_counters fork_gate;
+SP_THREAD_LOCAL unsigned int fork_guard_depth;
+struct once fork_once = ONCE_INIT;
 
 /* Consumers' child resets; written under gate.lock, read in the child. */
 static void (*child_resets[FORK_MAX_CHILD_RESETS])(void);
@@ -60,8 +60,8 @@ static void (*prepare_hook)(void);
 static void prepare(void)
 {
 	pthread_mutex_lock(&gate.lock);
-	atomic_fetch_add(&gate.forks_waiting, 1);
-	while (atomic_load(&gate.inside))
+	atomic_fetch_add(&fork_gate.forks_waiting, 1);
+	while (atomic_load(&fork_gate.inside))
 		pthread_cond_wait(&gate.drained, &gate.lock);
 	/* gate.lock and forks_waiting stay until the fork is done: nobody enters. */
 	registry_lock();
@@ -75,7 +75,7 @@ static void parent(void)
 {
 	registry_release_edges();
 	registry_unlock();
-	atomic_fetch_sub(&gate.forks_waiting, 1);
+	atomic_fetch_sub(&fork_gate.forks_waiting, 1);
 	pthread_cond_broadcast(&gate.can_enter);
 	pthread_mutex_unlock(&gate.lock);
 }
@@ -89,9 +89,9 @@ static void child(void)
 {
 	pthread_cond_init(&gate.can_enter, NULL);
 	pthread_cond_init(&gate.drained, NULL);
-	atomic_store(&gate.inside, 0);
-	atomic_store(&gate.forks_waiting, 0);
-	guard_depth = 0;
+	atomic_store(&fork_gate.inside, 0);
+	atomic_store(&fork_gate.forks_waiting, 0);
+	fork_guard_depth = 0;
 	registry_reset_in_child();
 	registry_unlock();
 	for (unsigned int i = 0; i < nr_child_resets; i++)
@@ -99,14 +99,9 @@ static void child(void)
 	pthread_mutex_unlock(&gate.lock);
 }
 
-static void do_fork_init(void)
+void fork_init_once(void)
 {
 	pthread_atfork(prepare, parent, child);
-}
-
-void fork_init(void)
-{
-	once_run(&fork_once, do_fork_init);
 }
 
 int fork_on_child(void (*reset)(void))
@@ -123,41 +118,29 @@ int fork_on_child(void (*reset)(void))
 	return ret;
 }
 
-/* Leave the gate; wake a fork waiting for the last thread inside. */
-static void leave(void)
+/* The last thread out of the gate wakes the fork waiting for it. */
+void fork_guard_leave_slow(void)
 {
-	if (atomic_fetch_sub(&gate.inside, 1) == 1 && atomic_load(&gate.forks_waiting)) {
-		/* Under the mutex: prepare is either before its check of
-		 * `inside` (and sees 0) or waiting (and gets the signal). */
-		pthread_mutex_lock(&gate.lock);
-		pthread_cond_signal(&gate.drained);
-		pthread_mutex_unlock(&gate.lock);
-	}
+	/* Under the mutex: prepare is either before its check of `inside`
+	 * (and sees 0) or waiting (and gets the signal). */
+	pthread_mutex_lock(&gate.lock);
+	pthread_cond_signal(&gate.drained);
+	pthread_mutex_unlock(&gate.lock);
 }
 
-void fork_guard_enter(void)
+/* A fork is waiting: step back out and queue behind it, then enter. */
+void fork_guard_wait(void)
 {
-	fork_init();
-	if (guard_depth++)
-		return;		/* nested: never wait behind a fork while inside */
 	for (;;) {
-		atomic_fetch_add(&gate.inside, 1);
-		if (!atomic_load(&gate.forks_waiting))
-			return;
-		/* A fork is waiting: step back out and queue behind it. */
-		leave();
+		fork_guard_leave();
 		pthread_mutex_lock(&gate.lock);
-		while (atomic_load(&gate.forks_waiting))
+		while (atomic_load(&fork_gate.forks_waiting))
 			pthread_cond_wait(&gate.can_enter, &gate.lock);
 		pthread_mutex_unlock(&gate.lock);
+		atomic_fetch_add(&fork_gate.inside, 1);
+		if (!atomic_load(&fork_gate.forks_waiting))
+			return;
 	}
-}
-
-void fork_guard_exit(void)
-{
-	if (!guard_depth || --guard_depth)
-		return;
-	leave();
 }
 
 int fork_on_prepare(void (*fn)(void))

@@ -7,9 +7,61 @@
 #ifndef SAFEPIN_FORK_H
 #define SAFEPIN_FORK_H
 
+#include <stdatomic.h>
+
+#include "compiler.h"
+#include "once.h"
+
 /* Register the atfork handlers; idempotent. */
-void fork_init(void);
-void fork_guard_enter(void);
+void fork_init_once(void);
+extern struct once fork_once;
+
+static inline void fork_init(void)
+{
+	once_run(&fork_once, fork_init_once);
+}
+
+/*
+ * The fork guard: fork_guard_enter() before a registration marks or a
+ * release unpins, fork_guard_exit() after the marks match the device's
+ * pins again; they nest per thread.  While no fork waits, entering and
+ * leaving are two atomic operations, inline: a revived registration makes
+ * no system call, and under emulation (the TCG guests) every call and
+ * return costs about as much as the rest of it.  fork.c has the protocol.
+ */
+struct fork_gate_counters {
+	atomic_uint inside;		/* threads between enter and exit */
+	atomic_uint forks_waiting;
+};
+extern struct fork_gate_counters fork_gate;
+extern SP_THREAD_LOCAL unsigned int fork_guard_depth;
+void fork_guard_wait(void);
+void fork_guard_leave_slow(void);
+
+static inline void fork_guard_enter(void)
+{
+	fork_init();
+	if (fork_guard_depth++)
+		return;		/* nested: never wait behind a fork while inside */
+	atomic_fetch_add(&fork_gate.inside, 1);
+	if (SP_UNLIKELY(atomic_load(&fork_gate.forks_waiting)))
+		fork_guard_wait();
+}
+
+/* Leave the gate; the last one out wakes a waiting fork. */
+static inline void fork_guard_leave(void)
+{
+	if (atomic_fetch_sub(&fork_gate.inside, 1) == 1 &&
+	    SP_UNLIKELY(atomic_load(&fork_gate.forks_waiting)))
+		fork_guard_leave_slow();
+}
+
+static inline void fork_guard_exit(void)
+{
+	if (!fork_guard_depth || --fork_guard_depth)
+		return;
+	fork_guard_leave();
+}
 /*
  * Have @reset run in every forked child, after the registry's own reset:
  * each consumer (verbs, VFIO, the shim) drops the registrations it tracks,
@@ -24,6 +76,5 @@ int fork_on_child(void (*reset)(void));
  * safepin-run --audit).  One hook; returns 0.
  */
 int fork_on_prepare(void (*fn)(void));
-void fork_guard_exit(void);
 
 #endif

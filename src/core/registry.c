@@ -38,7 +38,7 @@
 #include "registry_internal.h"
 #include "vm.h"
 
-struct registry_state registry_state = { .lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP };
+struct registry_state registry_state = { .lock = SP_LOCK_INIT };
 
 /* Runs whose unmarking failed: see registry_keep_stuck_locked(). */
 static struct run_list stuck;
@@ -80,14 +80,14 @@ static SP_THREAD_LOCAL bool reg_lock_held;
 
 void registry_lock(void)
 {
-	pthread_mutex_lock(&registry_state.lock);
+	sp_lock(&registry_state.lock);
 	reg_lock_held = true;
 }
 
 void registry_unlock(void)
 {
 	reg_lock_held = false;
-	pthread_mutex_unlock(&registry_state.lock);
+	sp_unlock(&registry_state.lock);
 }
 
 bool registry_lock_held(void)
@@ -773,7 +773,7 @@ static int unpin(uintptr_t addr, size_t len, bool may_park)
 		ret = range_map_reserve(&registry_state.edges);
 	if (!ret) {
 		if (!may_park || !registry_state.defer_unmark || !registry_marks_locked() ||
-		    registry_park_locked(addr, len, &ext))
+		    registry_park_locked(addr, len))
 			drop_locked(addr, len, &ext);
 		lifetime_unpinned_locked(&ext);
 	}

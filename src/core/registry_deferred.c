@@ -205,9 +205,9 @@ int registry_flush_parked_locked(void)
 }
 
 /* Unpin with deferred unmarking. Return 0, or -ENOENT / -ENOMEM: unmark now. */
-int registry_park_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
+int registry_park_locked(uintptr_t addr, size_t len)
 {
-	int ret;
+	struct reg_extent moved;
 
 	if (!recent_set_has(&registry_state.unpinned, addr, len)) {
 		recent_set_add(&registry_state.unpinned, addr, len);
@@ -215,23 +215,17 @@ int registry_park_locked(uintptr_t addr, size_t len, const struct reg_extent *ex
 	}
 	if (registry_state.parked.nr_live >= PARK_MAX)
 		(void)registry_flush_parked_locked();
-	ret = reg_table_add(&registry_state.parked, addr, len, ext);
-	if (!ret)
-		reg_table_del(&registry_state.regs, addr, len, ext);
-	return ret;
+	return reg_table_move(&registry_state.regs, &registry_state.parked, addr, len, &moved);
 }
 
 /* Pin of a parked (addr, len). Return 0, or -ENOENT / -ENOMEM: take the full path. */
 int registry_revive_locked(uintptr_t addr, size_t len)
 {
 	struct reg_extent ext;
-	int ret = reg_table_find(&registry_state.parked, addr, len, &ext);
+	int ret = reg_table_move(&registry_state.parked, &registry_state.regs, addr, len, &ext);
 
-	if (!ret)
-		ret = reg_table_add(&registry_state.regs, addr, len, &ext);
 	if (ret)
 		return ret;
-	reg_table_del(&registry_state.parked, addr, len, &ext);
 	remember_revived(&ext);
 	registry_state.revived++;
 	lifetime_pinned_locked(addr, len, &ext);

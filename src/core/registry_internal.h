@@ -20,6 +20,7 @@
 
 #include "arena.h"
 #include "edge_pages.h"
+#include "lock.h"
 #include "range_map.h"
 #include "recent_set.h"
 #include "reg_table.h"
@@ -27,7 +28,7 @@
 
 /* One lock over all of it: registry_lock() / registry_unlock(). */
 struct registry_state {
-	pthread_mutex_t lock;
+	struct sp_lock lock;
 	struct arena arena;
 	struct range_map pages;		/* per page: registrations covering it */
 	struct range_map edges;		/* per page: registrations it is a partial edge of */
@@ -75,7 +76,7 @@ void registry_edges_sub(const struct reg_extent *ext);
 /* Unmark every parked registration: 0, or -ENOMEM (those left stay parked). */
 int registry_flush_parked_locked(void);
 /* Unpin with deferred unmarking. Return 0, or -ENOENT / -ENOMEM: unmark now. */
-int registry_park_locked(uintptr_t addr, size_t len, const struct reg_extent *ext);
+int registry_park_locked(uintptr_t addr, size_t len);
 /* Pin of a parked (addr, len). Return 0, or -ENOENT / -ENOMEM: take the full path. */
 int registry_revive_locked(uintptr_t addr, size_t len);
 /*

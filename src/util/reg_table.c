@@ -137,6 +137,47 @@ int reg_table_del(struct reg_table *t, uintptr_t addr, size_t len,
 	return 0;
 }
 
+int reg_table_move(struct reg_table *from, struct reg_table *to, uintptr_t addr, size_t len,
+		   struct reg_extent *ext)
+{
+	struct reg_key k = { .addr = addr, .len = len };
+	struct reg_entry *e = lookup(from, &k, 1);
+	struct avl_node **link = &to->tree.root, *parent = NULL;
+	int c = 0, ret;
+
+	if (!e)
+		return -ENOENT;
+	*ext = e->ext;
+	if (e->refs > 1) {
+		ret = reg_table_add(to, addr, len, ext);
+		if (!ret) {
+			e->refs--;
+			from->nr_live--;
+		}
+		return ret;
+	}
+	k.start = e->ext.start;
+	k.end = e->ext.end;
+	while (*link) {
+		parent = *link;
+		c = cmp(&k, entry_of(parent), 0);
+		if (!c)
+			break;
+		link = c < 0 ? &parent->left : &parent->right;
+	}
+	avl_remove(&from->tree, &e->avl);
+	from->nr_live--;
+	to->nr_live++;
+	if (*link) {		/* an identical registration is there already */
+		entry_of(*link)->refs++;
+		from->alloc.free(from->alloc.ctx, e, sizeof(*e));
+		return 0;
+	}
+	e->cookie = 0;
+	avl_insert_at(&to->tree, &e->avl, parent, c < 0);
+	return 0;
+}
+
 int reg_table_set_cookie(struct reg_table *t, uintptr_t addr, size_t len,
 			 const struct reg_extent *ext, uint64_t cookie)
 {

@@ -42,6 +42,16 @@ int reg_table_del(struct reg_table *t, uintptr_t addr, size_t len,
 		  const struct reg_extent *ext);
 
 /*
+ * Move one registration of (addr, len) from @from to @to, two tables with
+ * the same allocator; its extent in @ext.  A registration alone in its
+ * entry moves with it: no allocation, no free (parking and reviving do this
+ * once per release and registration).  A cookie does not move.  Return 0,
+ * or -ENOENT / -ENOMEM with both tables unchanged.
+ */
+int reg_table_move(struct reg_table *from, struct reg_table *to, uintptr_t addr, size_t len,
+		   struct reg_extent *ext);
+
+/*
  * A caller's 64-bit note on an entry (identical registrations share it),
  * 0 until set: the audit keeps a hash of the physical pages here.
  */

@@ -18,10 +18,13 @@
  * to libibverbs' page counts: neither library then clears a mark the other
  * still needs (an application's own ibv_dontfork_range() included).
  * ibv_reg_mr_iova2() and ibv_dereg_mr() call the same pair internally; the
- * counts stay balanced.
+ * counts stay balanced.  Once a registration ran without libibverbs' fork
+ * support, it can never be turned on (ibv_fork_init() then fails with
+ * EINVAL, and where the kernel made it unnecessary it is never on): from
+ * then on the two calls are skipped, as they would do nothing.
  */
 #include <errno.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -30,6 +33,7 @@
 #include "arena.h"
 #include "fork.h"
 #include "init.h"
+#include "lock.h"
 #include "log.h"
 #include "mr_table.h"
 #include "once.h"
@@ -42,12 +46,34 @@ int ibv_dontfork_range(void *base, size_t size);
 int ibv_dofork_range(void *base, size_t size);
 
 static struct {
-	pthread_mutex_t lock;	/* taken inside the fork guard only */
+	struct sp_lock lock;	/* taken inside the fork guard only */
 	struct arena arena;
 	struct mr_table mrs;
-} vb = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} vb = { .lock = SP_LOCK_INIT };
 
 static struct once verbs_once = ONCE_INIT;
+
+/* libibverbs' fork support is off for good: see the top of this file. */
+static atomic_bool ibv_ranges_off;
+
+static int ibv_mark(const struct mr_pin *p)
+{
+	int ret;
+
+	if (atomic_load_explicit(&ibv_ranges_off, memory_order_relaxed))
+		return 0;
+	ret = ibv_dontfork_range((void *)p->addr, p->len);
+	/* The call above made a later ibv_fork_init() fail, if it was not on. */
+	if (!ret && ibv_is_fork_initialized() != IBV_FORK_ENABLED)
+		atomic_store_explicit(&ibv_ranges_off, true, memory_order_relaxed);
+	return ret;
+}
+
+static void ibv_unmark(const struct mr_pin *p)
+{
+	if (!atomic_load_explicit(&ibv_ranges_off, memory_order_relaxed))
+		ibv_dofork_range((void *)p->addr, p->len);
+}
 
 /*
  * One free node kept per thread: a register/deregister cycle then takes
@@ -61,7 +87,7 @@ static SP_THREAD_LOCAL struct mr_node *spare_node;
 static void verbs_child(void)
 {
 	spare_node = NULL;	/* the forking thread's: its arena goes below */
-	pthread_mutex_init(&vb.lock, NULL);
+	sp_lock_init(&vb.lock);
 	mr_table_forget(&vb.mrs);
 	arena_release(&vb.arena);
 }
@@ -90,9 +116,9 @@ static struct mr_node *node_new(void)
 		spare_node = NULL;
 		return n;
 	}
-	pthread_mutex_lock(&vb.lock);
+	sp_lock(&vb.lock);
 	n = mr_table_node_new(&vb.mrs);
-	pthread_mutex_unlock(&vb.lock);
+	sp_unlock(&vb.lock);
 	return n;
 }
 
@@ -102,18 +128,18 @@ static void node_free(struct mr_node *n)
 		spare_node = n;
 		return;
 	}
-	pthread_mutex_lock(&vb.lock);
+	sp_lock(&vb.lock);
 	mr_table_node_free(&vb.mrs, n);
-	pthread_mutex_unlock(&vb.lock);
+	sp_unlock(&vb.lock);
 }
 
 static struct mr_node *take(const struct ibv_mr *mr)
 {
 	struct mr_node *n;
 
-	pthread_mutex_lock(&vb.lock);
+	sp_lock(&vb.lock);
 	n = mr_table_take(&vb.mrs, mr);
-	pthread_mutex_unlock(&vb.lock);
+	sp_unlock(&vb.lock);
 	return n;
 }
 
@@ -125,9 +151,9 @@ static void remember(struct mr_node *n, const struct ibv_mr *mr, const struct mr
 	struct mr_pin stale;
 	int replaced;
 
-	pthread_mutex_lock(&vb.lock);
+	sp_lock(&vb.lock);
 	replaced = mr_table_insert(&vb.mrs, n, mr, p, &stale);
-	pthread_mutex_unlock(&vb.lock);
+	sp_unlock(&vb.lock);
 	if (replaced) {
 		/* The previous region at this address was released with plain
 		 * ibv_dereg_mr() and its memory reused: release its pin now. */
@@ -143,11 +169,11 @@ static int pin(const struct mr_pin *p)
 {
 	int ret;
 
-	if (ibv_dontfork_range((void *)p->addr, p->len))
+	if (ibv_mark(p))
 		return -1;	/* errno from libibverbs */
 	ret = registry_pin(p->addr, p->len);
 	if (ret) {
-		ibv_dofork_range((void *)p->addr, p->len);
+		ibv_unmark(p);
 		registry_count_failure();
 		errno = -ret;
 		return -1;
@@ -170,7 +196,7 @@ static void unpin(const struct mr_pin *p, bool undo)
 		sp_log(SP_LOG_ERROR, "cannot release %#lx+%zu: errno %d",
 		       (unsigned long)p->addr, p->len, -ret);
 	}
-	ibv_dofork_range((void *)p->addr, p->len);
+	ibv_unmark(p);
 	errno = saved;
 }
 
@@ -349,7 +375,7 @@ SAFEPIN_EXPORT int safepin_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd 
 	}
 	if (unpin_old) {
 		saved = registry_unpin(old.addr, old.len);
-		ibv_dofork_range((void *)old.addr, old.len);
+		ibv_unmark(&old);
 		if (saved) {
 			registry_count_failure();
 			sp_log(SP_LOG_ERROR, "cannot release %#lx+%zu: errno %d",

@@ -90,6 +90,13 @@ int ibv_dofork_range(void *base, size_t size)
 	return 0;
 }
 
+/* As after ibv_fork_init(): the library keeps calling the two above, so
+ * that a failing ibv_dontfork_range() can be injected at every step. */
+enum ibv_fork_status ibv_is_fork_initialized(void)
+{
+	return IBV_FORK_ENABLED;
+}
+
 #define RW (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE)
 #define A_ADDR (fault_buf + PAGE + 100)
 #define A_LEN (3 * PAGE)

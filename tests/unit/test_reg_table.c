@@ -44,6 +44,54 @@ static void test_enomem_changes_nothing(void **state)
 	reg_table_clear(&t);
 }
 
+/* Parking and reviving: one registration moves between two tables. */
+static void test_move_between_tables(void **state)
+{
+	struct reg_table live, parked;
+	struct reg_extent a = { .start = 0x1000, .end = 0x3000 }, got;
+
+	(void)state;
+	reg_table_init(&live, &test_alloc);
+	reg_table_init(&parked, &test_alloc);
+	assert_int_equal(reg_table_move(&live, &parked, 0x1100, 0x1f00, &got), -ENOENT);
+	assert_int_equal(reg_table_add(&live, 0x1100, 0x1f00, &a), 0);
+
+	/* Alone in its entry: the node itself moves, nothing is allocated. */
+	test_alloc_budget = 0;
+	assert_int_equal(reg_table_move(&live, &parked, 0x1100, 0x1f00, &got), 0);
+	assert_int_equal(got.start, 0x1000);
+	assert_int_equal(got.end, 0x3000);
+	assert_int_equal(live.nr_live, 0);
+	assert_int_equal(parked.nr_live, 1);
+	assert_int_equal(reg_table_find(&live, 0x1100, 0x1f00, &got), -ENOENT);
+	assert_int_equal(reg_table_find(&parked, 0x1100, 0x1f00, &got), 0);
+
+	/* Two identical: the one that moves needs a node of its own. */
+	test_alloc_budget = -1;
+	assert_int_equal(reg_table_add(&parked, 0x1100, 0x1f00, &a), 0);
+	test_alloc_budget = 0;
+	assert_int_equal(reg_table_move(&parked, &live, 0x1100, 0x1f00, &got), -ENOMEM);
+	assert_int_equal(live.nr_live, 0);	/* refused: both unchanged */
+	assert_int_equal(parked.nr_live, 2);
+	test_alloc_budget = -1;
+	assert_int_equal(reg_table_move(&parked, &live, 0x1100, 0x1f00, &got), 0);
+	assert_int_equal(live.nr_live, 1);
+	assert_int_equal(parked.nr_live, 1);
+
+	/* The last one joins the identical live entry; its node is freed. */
+	test_alloc_budget = 0;
+	assert_int_equal(reg_table_move(&parked, &live, 0x1100, 0x1f00, &got), 0);
+	test_alloc_budget = -1;
+	assert_int_equal(parked.nr_live, 0);
+	assert_int_equal(live.nr_live, 2);
+	assert_int_equal(reg_table_find(&parked, 0x1100, 0x1f00, &got), -ENOENT);
+	assert_int_equal(reg_table_del(&live, 0x1100, 0x1f00, &a), 0);
+	assert_int_equal(reg_table_del(&live, 0x1100, 0x1f00, &a), 0);
+	assert_int_equal(reg_table_del(&live, 0x1100, 0x1f00, &a), -ENOENT);
+	reg_table_clear(&live);
+	reg_table_clear(&parked);
+}
+
 static void test_many_random(void **state)
 {
 	enum { N = 2000 };
@@ -81,6 +129,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exact_match_and_duplicates),
 		cmocka_unit_test(test_enomem_changes_nothing),
+		cmocka_unit_test(test_move_between_tables),
 		cmocka_unit_test(test_many_random),
 	};
 

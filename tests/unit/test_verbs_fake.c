@@ -84,13 +84,16 @@ int ibv_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *addr, si
 	return 0;
 }
 
-/* libibverbs without ibv_fork_init(): no-ops. */
+/* libibverbs without ibv_fork_init(): no-ops, counted. */
+static unsigned int dontfork_calls, dofork_calls;
+
 int ibv_dontfork_range(void *base, size_t size);
 int ibv_dofork_range(void *base, size_t size);
 int ibv_dontfork_range(void *base, size_t size)
 {
 	(void)base;
 	(void)size;
+	dontfork_calls++;
 	return 0;
 }
 
@@ -98,7 +101,13 @@ int ibv_dofork_range(void *base, size_t size)
 {
 	(void)base;
 	(void)size;
+	dofork_calls++;
 	return 0;
+}
+
+enum ibv_fork_status ibv_is_fork_initialized(void)
+{
+	return IBV_FORK_DISABLED;
 }
 
 #define RW (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE)
@@ -130,6 +139,25 @@ static const char *marks(void)
 
 	fork_marks(buf, 8, m);
 	return m;
+}
+
+/*
+ * Runs first.  After one registration without libibverbs' fork support
+ * ibv_fork_init() can no longer turn it on, so the library stops calling
+ * the range functions (two calls saved per cycle).
+ */
+static void test_fork_support_off_is_asked_once(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		struct ibv_mr *mr = safepin_reg_mr(&fake_pd, buf, 4 * PAGE, RW);
+
+		assert_non_null(mr);
+		assert_string_equal(marks(), "DDDD....");
+		assert_int_equal(safepin_dereg_mr(mr), 0);
+	}
+	assert_int_equal(dontfork_calls, 1);
+	assert_int_equal(dofork_calls, 0);
 }
 
 static void test_reg_marks_before_provider(void **state)
@@ -301,6 +329,7 @@ static void test_rereg_access_to_and_from_odp(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fork_support_off_is_asked_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reg_marks_before_provider, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reg_failure_keeps_errno_and_unmarks, setup,
 						teardown),
