@@ -18,10 +18,13 @@
  * to libibverbs' page counts: neither library then clears a mark the other
  * still needs (an application's own ibv_dontfork_range() included).
  * ibv_reg_mr_iova2() and ibv_dereg_mr() call the same pair internally; the
- * counts stay balanced.  Once a registration ran without libibverbs' fork
- * support, it can never be turned on (ibv_fork_init() then fails with
- * EINVAL, and where the kernel made it unnecessary it is never on): from
- * then on the two calls are skipped, as they would do nothing.
+ * counts stay balanced.  Once a registration ran while
+ * ibv_is_fork_initialized() says DISABLED, libibverbs' fork support can
+ * never be turned on (ibv_fork_init() fails with EINVAL after that first
+ * ibv_dontfork_range()): from then on the two calls are skipped, as they
+ * would do nothing.  UNNEEDED (a kernel that copies pinned pages) says
+ * nothing about that: rdma-core 44 still honours ibv_fork_init() there and
+ * marks, so the calls stay.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -53,25 +56,29 @@ static struct {
 
 static struct once verbs_once = ONCE_INIT;
 
-/* libibverbs' fork support is off for good: see the top of this file. */
-static atomic_bool ibv_ranges_off;
+/* What the first registration learnt of libibverbs' fork support. */
+enum ibv_ranges { IBV_RANGES_UNKNOWN, IBV_RANGES_OFF, IBV_RANGES_CALL };
+static _Atomic enum ibv_ranges ibv_ranges;
 
 static int ibv_mark(const struct mr_pin *p)
 {
+	enum ibv_ranges known = atomic_load_explicit(&ibv_ranges, memory_order_relaxed);
 	int ret;
 
-	if (atomic_load_explicit(&ibv_ranges_off, memory_order_relaxed))
+	if (known == IBV_RANGES_OFF)
 		return 0;
 	ret = ibv_dontfork_range((void *)p->addr, p->len);
-	/* The call above made a later ibv_fork_init() fail, if it was not on. */
-	if (!ret && ibv_is_fork_initialized() != IBV_FORK_ENABLED)
-		atomic_store_explicit(&ibv_ranges_off, true, memory_order_relaxed);
+	/* If it was off, the call above made a later ibv_fork_init() fail. */
+	if (!ret && known == IBV_RANGES_UNKNOWN)
+		atomic_store_explicit(&ibv_ranges,
+				      ibv_is_fork_initialized() == IBV_FORK_DISABLED ?
+				      IBV_RANGES_OFF : IBV_RANGES_CALL, memory_order_relaxed);
 	return ret;
 }
 
 static void ibv_unmark(const struct mr_pin *p)
 {
-	if (!atomic_load_explicit(&ibv_ranges_off, memory_order_relaxed))
+	if (atomic_load_explicit(&ibv_ranges, memory_order_relaxed) != IBV_RANGES_OFF)
 		ibv_dofork_range((void *)p->addr, p->len);
 }
 
