@@ -48,16 +48,24 @@
  * see the same machine (a TCG guest on a shared host drifts) and none of
  * them inherits another's state.
  *
+ * Generations.  Two identical workers differ by themselves, by 5-20% under
+ * TCG and more now and then (column (e)): page placement, caches, the
+ * emulator's translation state; more cycles in the same worker do not
+ * shrink that.  So the whole measurement runs in -g generations of fresh
+ * workers, each with 1/g of the time budget; a cell's value is the median
+ * of its generations' medians (N sums them), so one odd worker cannot
+ * decide a ratio.  The anatomy table is taken in the first generation.
+ *
  * N (cycles per cell) is not fixed: each case runs until its time budget
  * for the cell is used up (at most -n cycles per round, at least one), so
  * big sizes get few cycles.  The cell's value is the median over all its
  * cycles; N is reported.
  *
  * Where the kernel copies DMA-pinned pages at fork (5.13+ reports it to
- * rdma-core), rdma-core >= 35 makes ibv_fork_init() a no-op and
- * ibv_is_fork_initialized() returns IBV_FORK_UNNEEDED: (b) is then (a) and
- * the bench says so.  It is measured anyway, as that is what an
- * application calling ibv_fork_init() gets on such a kernel.
+ * rdma-core), ibv_is_fork_initialized() returns IBV_FORK_UNNEEDED, yet
+ * rdma-core 44 still turns its fork support on when asked: (b)'s worker
+ * checks whether a plain ibv_reg_mr() leaves its range MADV_DONTFORK and
+ * the bench prints the answer.
  *
  * The "anatomy" table takes a marking cycle apart: in the immediate worker
  * (same address space layout; its buffer is unmarked between cycles, where
@@ -79,6 +87,7 @@
  *   -p  prefaulted,fresh (default both)
  *   -T  time budget per case and cell in ms (default 800)
  *   -r  rounds per cell (default 3)
+ *   -g  worker generations (default 3): see "Generations" above
  *   -n  at most this many cycles per case and round (default 200)
  *   -F  largest size for the fresh pattern (default 64M: a fresh 256 MiB
  *       cycle takes seconds under TCG, mostly the page faults)
@@ -155,6 +164,7 @@ struct hello {
 	int32_t err;
 	int32_t fork_init_ret;	/* (b) only */
 	int32_t fork_status;	/* ibv_is_fork_initialized() after the init */
+	int32_t marks;		/* ibv_reg_mr() left its range MADV_DONTFORK */
 	int32_t unmark;		/* (c), (d): safepin_get_unmark() */
 	char dev[64];
 };
@@ -183,10 +193,12 @@ struct anatomy {
 static size_t sizes[MAX_SIZES];
 static int nr_sizes;
 static bool patterns[NR_PATTERNS];
-static unsigned int budget_ms = 800, rounds = 3, max_cycles = 200;
+static unsigned int budget_ms = 800, rounds = 3, max_cycles = 200, generations = 3;
 static size_t fresh_max = 64ul << 20;
 static const char *device;
+#define MAX_GENERATIONS 9
 static struct cell cells[NR_PATTERNS][MAX_SIZES][NR_CASES];
+static struct cell gen_cells[MAX_GENERATIONS][NR_PATTERNS][MAX_SIZES][NR_CASES];
 static struct anatomy anat[MAX_SIZES];
 static struct worker workers[NR_CASES];
 
@@ -519,9 +531,51 @@ static struct ibv_context *open_device(const char *name, char *got, size_t len)
 	return ctx;
 }
 
+/* Whether the VMA holding @p is MADV_DONTFORK ("dc" in its VmFlags). */
+static bool vma_dontfork(const void *p)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false, dc = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			dc = strstr(line, " dc") != NULL;
+	}
+	fclose(f);
+	return dc;
+}
+
+/* Does plain ibv_reg_mr() mark its range in this worker (libibverbs' own fork support)? */
+static int32_t reg_mr_marks(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct ibv_mr *mr;
+	int32_t marks = -1;
+
+	if (p == MAP_FAILED)
+		return -1;
+	p[0] = 1;
+	mr = ibv_reg_mr(wpd, p, (size_t)page, IBV_ACCESS_LOCAL_WRITE);
+	if (mr) {
+		marks = vma_dontfork(p);
+		ibv_dereg_mr(mr);
+	}
+	munmap(p, 2 * (size_t)page);
+	return marks;
+}
+
 static _Noreturn void worker_main(enum kase k, int in, int out)
 {
-	struct hello h = { 0, 0, 0, -1, "" };
+	struct hello h = { 0, 0, 0, 0, -1, "" };
 	struct ibv_context *ctx = NULL;
 	struct cmd c;
 
@@ -546,6 +600,8 @@ static _Noreturn void worker_main(enum kase k, int in, int out)
 		struct sample w;
 
 		h.err = cycle(NULL, 4096, &w);
+		if (!h.err)
+			h.marks = reg_mr_marks();
 	}
 	write_all(out, &h, sizeof(h));
 	while (!h.err && read_all(in, &c, sizeof(c)) && c.op != OP_QUIT) {
@@ -614,7 +670,7 @@ static void measure(enum pattern pat, int si)
 	static struct sample s[MAX_SAMPLES];
 	int n[NR_CASES] = { 0 };
 	uint64_t madv[NR_CASES] = { 0 }, revived[NR_CASES] = { 0 };
-	uint32_t slice = (uint32_t)(budget_ms * 1000u / rounds);
+	uint32_t slice = (uint32_t)(budget_ms * 1000u / rounds / generations);
 
 	for (unsigned int r = 0; r < rounds; r++) {
 		for (int j = 0; j < NR_CASES; j++) {
@@ -739,7 +795,7 @@ static void print_verdict(FILE *f, bool md, enum kase k, enum kase base, double 
 	fprintf(f, "%s(%c) %s (%c)%s: met at %d of %d sizes; worst (%c)/(%c) = %.2f at %s%s\n",
 		md ? "- " : "  ", case_labels[k][1], what, case_labels[base][1], note, met, n,
 		case_labels[k][1], case_labels[base][1], worst, l,
-		base == FORKINIT && workers[FORKINIT].hello.fork_status == IBV_FORK_UNNEEDED ?
+		base == FORKINIT && !workers[FORKINIT].hello.marks ?
 		" ((b) marks nothing on this kernel, see above)" : "");
 }
 
@@ -1012,21 +1068,89 @@ static void print_header(FILE *f, bool md)
 		fclose(t);
 	}
 	uname(&u);
-	fprintf(f, "%skernel %s, device %s, THP %s; budget %u ms per case and cell in %u "
-		"interleaved rounds (at most %u cycles per round)\n", md ? "- " : "",
-		u.release, workers[RAW].hello.dev, thp, budget_ms, rounds, max_cycles);
-	fprintf(f, "%s(b): ibv_fork_init() returned %d, then ibv_is_fork_initialized() = %s%s\n",
+	fprintf(f, "%skernel %s, device %s, THP %s; budget %u ms per case and cell, spread "
+		"over %u generations of fresh workers (a cell is the median of their medians) "
+		"and %u interleaved rounds each (at most %u cycles per round)\n",
+		md ? "- " : "", u.release, workers[RAW].hello.dev, thp, budget_ms, generations,
+		rounds, max_cycles);
+	fprintf(f, "%s(b): ibv_fork_init() returned %d, then ibv_is_fork_initialized() = %s; "
+		"a range ibv_reg_mr() registered there was %s\n",
 		md ? "- " : "", workers[FORKINIT].hello.fork_init_ret,
 		fork_status_name(workers[FORKINIT].hello.fork_status),
+		workers[FORKINIT].hello.marks < 0 ? "not checked (no memory or no MR)" :
+		!workers[FORKINIT].hello.marks ? "not marked: (b) is (a); compare its cost with (e)" :
 		workers[FORKINIT].hello.fork_status == IBV_FORK_UNNEEDED ?
-		" (the kernel copies pinned pages at fork: libibverbs' fork support stays off "
-		"and (b) marks nothing, like (a); compare its cost with (e))" : "");
+		"MADV_DONTFORK: libibverbs marks and unmarks every registration itself "
+		"(rdma-core honours ibv_fork_init() even where it reports UNNEEDED)" :
+		"MADV_DONTFORK: libibverbs marks and unmarks every registration itself");
 	fprintf(f, "%s(c) ran with unmarking %s, (d) with %s%s%s%s\n", md ? "- " : "",
 		unmark_name(workers[SAFEPIN].hello.unmark),
 		unmark_name(workers[IMMEDIATE].hello.unmark),
 		getenv("SAFEPIN_UNMARK") ? " (SAFEPIN_UNMARK=" : "",
 		getenv("SAFEPIN_UNMARK") ? getenv("SAFEPIN_UNMARK") : "",
 		getenv("SAFEPIN_UNMARK") ? " in the environment)" : "");
+}
+
+/* One generation: fresh workers, every cell measured once, kept in gen_cells[g]. */
+static void run_generation(unsigned int g)
+{
+	/* No verb in the parent before the workers exist (see the top). */
+	for (int k = 0; k < NR_CASES; k++)
+		start_worker((enum kase)k);
+	for (int k = 0; k < NR_CASES; k++) {
+		struct hello *h = &workers[k].hello;
+
+		if (!read_all(workers[k].from, h, sizeof(*h)))
+			die(case_names[k], EPIPE);
+		if (h->err)
+			die(case_names[k], h->err);
+	}
+	if (workers[FORKINIT].hello.fork_init_ret)
+		die("ibv_fork_init", workers[FORKINIT].hello.fork_init_ret);
+
+	for (int si = 0; si < nr_sizes; si++) {
+		for (int p = 0; p < NR_PATTERNS; p++)
+			if (measured((enum pattern)p, si))
+				measure((enum pattern)p, si);
+		if (patterns[PREFAULTED] && !g)
+			measure_anatomy(si);
+		char lbl[32];
+
+		size_label(sizes[si], lbl, sizeof(lbl));
+		fprintf(stderr, "reg_mr_bench: generation %u/%u: %s done\n", g + 1,
+			generations, lbl);
+	}
+	stop_workers();
+	memcpy(gen_cells[g], cells, sizeof(cells));
+}
+
+/* A cell's value: the median of its generations' medians; N and counts summed. */
+static void combine_generations(void)
+{
+	for (int p = 0; p < NR_PATTERNS; p++)
+		for (int si = 0; si < nr_sizes; si++)
+			for (int k = 0; k < NR_CASES; k++) {
+				struct cell *c = &cells[p][si][k];
+				double med[MAX_GENERATIONS], reg[MAX_GENERATIONS],
+					dereg[MAX_GENERATIONS];
+
+				memset(c, 0, sizeof(*c));
+				for (unsigned int g = 0; g < generations; g++) {
+					const struct cell *x = &gen_cells[g][p][si][k];
+
+					med[g] = x->med_us;
+					reg[g] = x->med_reg_us;
+					dereg[g] = x->med_dereg_us;
+					if (x->n && (!c->n || x->min_us < c->min_us))
+						c->min_us = x->min_us;
+					c->n += x->n;
+					c->madvise_calls += x->madvise_calls;
+					c->revived += x->revived;
+				}
+				c->med_us = median(med, (int)generations);
+				c->med_reg_us = median(reg, (int)generations);
+				c->med_dereg_us = median(dereg, (int)generations);
+			}
 }
 
 int main(int argc, char **argv)
@@ -1036,7 +1160,7 @@ int main(int argc, char **argv)
 	int opt;
 
 	device = getenv("SAFEPIN_RXE_DEV");
-	while ((opt = getopt(argc, argv, "d:s:p:T:r:n:F:t:M:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:s:p:T:r:g:n:F:t:M:")) != -1) {
 		switch (opt) {
 		case 'd': device = optarg; break;
 		case 's':
@@ -1062,18 +1186,20 @@ int main(int argc, char **argv)
 			break;
 		case 'T': budget_ms = (unsigned int)strtoul(optarg, NULL, 10); break;
 		case 'r': rounds = (unsigned int)strtoul(optarg, NULL, 10); break;
+		case 'g': generations = (unsigned int)strtoul(optarg, NULL, 10); break;
 		case 'n': max_cycles = (unsigned int)strtoul(optarg, NULL, 10); break;
 		case 'F': fresh_max = parse_size(optarg); break;
 		case 't': tsv = optarg; break;
 		case 'M': mdpath = optarg; break;
 		default:
 			fprintf(stderr, "usage: reg_mr_bench [-d DEV] [-s SIZES] [-p PATTERNS] [-T MS] "
-				"[-r ROUNDS] [-n MAX] [-F SIZE] [-t TSV] [-M MD]\n");
+				"[-r ROUNDS] [-g GENERATIONS] [-n MAX] [-F SIZE] [-t TSV] [-M MD]\n");
 			return 2;
 		}
 	}
-	if (!budget_ms || !rounds || !max_cycles) {
-		fprintf(stderr, "reg_mr_bench: -T, -r and -n must be positive\n");
+	if (!budget_ms || !rounds || !max_cycles || !generations || generations > MAX_GENERATIONS) {
+		fprintf(stderr, "reg_mr_bench: -T, -r and -n must be positive, -g 1..%d\n",
+			MAX_GENERATIONS);
 		return 2;
 	}
 	if (!nr_sizes)
@@ -1090,32 +1216,9 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 
-	/* No verb in the parent before the workers exist (see the top). */
-	for (int k = 0; k < NR_CASES; k++)
-		start_worker((enum kase)k);
-	for (int k = 0; k < NR_CASES; k++) {
-		struct hello *h = &workers[k].hello;
-
-		if (!read_all(workers[k].from, h, sizeof(*h)))
-			die(case_names[k], EPIPE);
-		if (h->err)
-			die(case_names[k], h->err);
-	}
-	if (workers[FORKINIT].hello.fork_init_ret)
-		die("ibv_fork_init", workers[FORKINIT].hello.fork_init_ret);
-
-	for (int si = 0; si < nr_sizes; si++) {
-		for (int p = 0; p < NR_PATTERNS; p++)
-			if (measured((enum pattern)p, si))
-				measure((enum pattern)p, si);
-		if (patterns[PREFAULTED])
-			measure_anatomy(si);
-		char lbl[32];
-
-		size_label(sizes[si], lbl, sizeof(lbl));
-		fprintf(stderr, "reg_mr_bench: %s done\n", lbl);
-	}
-	stop_workers();
+	for (unsigned int g = 0; g < generations; g++)
+		run_generation(g);
+	combine_generations();
 
 	print_header(stdout, false);
 	for (int k = 0; k < NR_CASES; k++)
