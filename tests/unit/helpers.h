@@ -41,7 +41,12 @@ void assert_page_marks(const void *base, size_t npages, const char *expect);
 bool vma_bounds(const void *addr, uintptr_t *start, uintptr_t *end);
 /* A "Name:   123 kB" field of the smaps entry of the VMA containing @addr, in kB; -1 if absent. */
 long smaps_field_kb(const void *addr, const char *name);
-/* A snapshot of VmFlags of every VMA of the process, for "nothing changed". */
+/* Whether this test runs under valgrind (which preloads its own libraries). */
+bool under_valgrind(void);
+/*
+ * A snapshot of VmFlags of every VMA of the process, for "nothing changed"
+ * (under a sanitizer or valgrind: of the VMAs marked dc or wf only).
+ */
 char *smaps_flags_snapshot(void);
 /*
  * The same into @out without allocating, so that taking it does not move

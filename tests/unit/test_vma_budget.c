@@ -136,14 +136,6 @@ static void test_registration_costs_two_then_none(void **state)
 	}
 }
 
-/* valgrind preloads its own libraries into the program it runs. */
-static bool under_valgrind(void)
-{
-	const char *p = getenv("LD_PRELOAD");
-
-	return p && strstr(p, "vgpreload");
-}
-
 static void test_100k_cycles_flat(void **state)
 {
 	char *buf = map_anon(64 * PAGE, PROT_READ | PROT_WRITE, 0);
