@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
-/* The contended paths of lock.h: spin a little, then sleep on a futex. */
+/* The contended paths of lock.h: spin while the holder runs, then sleep on a futex. */
 #include "lock.h"
 
 #ifndef SP_LOCK_PTHREAD
@@ -24,21 +24,41 @@ static void futex(atomic_int *word, int op, int val)
 	(void)syscall(SYS_futex, word, op | FUTEX_PRIVATE_FLAG, val, NULL, NULL, 0);
 }
 
-void sp_lock_slow(struct sp_lock *l)
+/*
+ * Spin while the lock is held and nobody sleeps on it (1): the holder is
+ * running and will be out soon.  Stop at 0 (free) or 2 (a sleeper: the
+ * holder will make a system call to wake it, spinning gains nothing).
+ */
+static int spin(struct sp_lock *l)
 {
 	int c;
 
 	for (int i = 0; i < SPIN_TRIES; i++) {
-		c = 0;
-		if (atomic_load_explicit(&l->state, memory_order_relaxed) == 0 &&
-		    atomic_compare_exchange_weak_explicit(&l->state, &c, 1, memory_order_acquire,
-							  memory_order_relaxed))
-			return;
+		c = atomic_load_explicit(&l->state, memory_order_relaxed);
+		if (c != 1)
+			return c;
 		cpu_relax();
 	}
-	/* Announce a sleeper (2) with every attempt: whoever unlocks then wakes one. */
-	while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0)
+	return atomic_load_explicit(&l->state, memory_order_relaxed);
+}
+
+void sp_lock_slow(struct sp_lock *l)
+{
+	int c = spin(l);
+
+	/* Free after spinning: take it without announcing a sleeper. */
+	if (c == 0) {
+		if (atomic_compare_exchange_strong_explicit(&l->state, &c, 1, memory_order_acquire,
+							    memory_order_relaxed))
+			return;
+	}
+	for (;;) {
+		/* Announce a sleeper (2): whoever unlocks then wakes one. */
+		if (c != 2 && atomic_exchange_explicit(&l->state, 2, memory_order_acquire) == 0)
+			return;
 		futex(&l->state, FUTEX_WAIT, 2);
+		c = spin(l);
+	}
 }
 
 void sp_unlock_wake(struct sp_lock *l)

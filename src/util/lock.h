@@ -6,7 +6,9 @@
  * system call, and a call into libc's pthread_mutex_lock() and back costs
  * more than the critical section, much more under emulation (the TCG
  * guests) where every call and return is looked up.  A contended lock
- * spins briefly, as an adaptive pthread mutex does, then sleeps on a futex.
+ * spins while its holder runs and nobody sleeps on it, then sleeps on a
+ * futex; a waiter that wakes spins again before it sleeps again, so two
+ * threads taking turns do not hand the lock over through system calls.
  *
  * ThreadSanitizer does not know futexes: under it, the lock is a pthread
  * mutex, so the data it protects stays checked.
