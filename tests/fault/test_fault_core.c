@@ -255,11 +255,47 @@ static int flush_op(void)
 	return safepin_flush() ? errno : 0;
 }
 
+/* Pin pages [0,4) of fault_buf, over the parked [0,2). */
+static int pin_over_parked(void)
+{
+	return safepin_pin(fault_buf, 4 * PAGE, 0) ? errno : 0;
+}
+
 static bool same_counts(const struct safepin_stats *a, const struct safepin_stats *b)
 {
 	return a->live_registrations == b->live_registrations &&
 	       a->parked_registrations == b->parked_registrations &&
 	       a->pages_marked == b->pages_marked && a->madvise_calls == b->madvise_calls;
+}
+
+/*
+ * [0,2) of fault_buf parked, then the page counts out of bookkeeping
+ * memory.  On 16 pages elsewhere, 16 one-page registrations and one over
+ * all of them: the page counts hold one node of count 2, and each unpin of
+ * a one-page registration splits it with a spare node, freeing none.  With
+ * node allocation failing from then on, those unpins use up the spare
+ * nodes, which cannot be topped up again, until the next split of the page
+ * counts has to allocate.  Return 0, 1 (setup failed) or 2 (an unpin
+ * failed); the caller disarms and unhooks.
+ */
+static int park_then_exhaust_nodes(void)
+{
+	char *d = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+
+	if (d == MAP_FAILED || safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED) || park(0, 2))
+		return 1;
+	for (size_t i = 0; i < 16; i++)
+		if (safepin_pin(d + i * PAGE, PAGE, 0))
+			return 1;
+	if (safepin_pin(d, 16 * PAGE, 0))
+		return 1;
+	fault_hook_node_alloc(&registry_state.pages.alloc);
+	fault_fail_calls(FK_NODE, 0, 1, INT_MAX, 0);
+	for (size_t i = 0; i < 16 && registry_state.pages.nr_spare >= 2; i += 2)
+		if (safepin_unpin(d + i * PAGE, PAGE))
+			return 2;
+	return 0;
 }
 
 /*
@@ -276,36 +312,11 @@ static int check_flush_enomem_keeps_parked(void)
 	struct safepin_stats s0, s1;
 	char *b = fault_buf;	/* pages 0-5: private anonymous */
 	char m0[8], m1[8], lay0[256], lay1[256], log[1024];
-	char *d;
-	int err, ret = 0;
-	size_t i;
+	int err, ret;
 
-	/*
-	 * [0,2) of the buffer parked.  On 16 pages elsewhere, 16 one-page
-	 * registrations and one over all of them: the page counts hold one
-	 * node of count 2, and each unpin of a one-page registration splits
-	 * it with a spare node, freeing none.
-	 */
-	d = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (d == MAP_FAILED || safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED) || park(0, 2))
-		return 1;
-	for (i = 0; i < 16; i++)
-		if (safepin_pin(d + i * PAGE, PAGE, 0))
-			return 1;
-	if (safepin_pin(d, 16 * PAGE, 0))
-		return 1;
-	/*
-	 * Out of bookkeeping memory from now on: unpins use up the spare
-	 * nodes, which cannot be topped up again, until the flush's
-	 * range_map_reserve() of the page counts has to allocate.
-	 */
-	fault_hook_node_alloc(&registry_state.pages.alloc);
-	fault_fail_calls(FK_NODE, 0, 1, INT_MAX, 0);
-	for (i = 0; i < 16 && registry_state.pages.nr_spare >= 2; i += 2)
-		if (safepin_unpin(d + i * PAGE, PAGE)) {
-			ret = 2;
-			goto out;
-		}
+	ret = park_then_exhaust_nodes();
+	if (ret)
+		goto out;
 	fault_marks(b, 6, m0);
 	fault_layout(b, 6, lay0, sizeof(lay0));
 	s0 = stats_now();
@@ -362,6 +373,65 @@ static int check_flush_enomem_keeps_parked(void)
 	if (strcmp(m1, "......") || s1.parked_registrations ||
 	    s1.pages_marked != s0.pages_marked - 2)
 		ret = 8;
+out:
+	fault_disarm();
+	fault_unhook_node_alloc(&registry_state.pages.alloc);
+	if (safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE))
+		ret = ret ? ret : 9;
+	return ret;
+}
+
+/*
+ * A pin covering a parked registration first unmarks and drops it
+ * (registry_unpark_within_locked()).  Out of bookkeeping memory there, and
+ * in the flush it falls back to, the pin fails with ENOMEM and changes
+ * nothing: the parked range stays parked, counted and marked, no VMA moves,
+ * no madvise.  With memory again the same pin marks its whole extent.
+ */
+static int check_pin_over_parked_enomem_changes_nothing(void)
+{
+	struct safepin_stats s0, s1;
+	char *b = fault_buf;	/* pages 0-5: private anonymous */
+	char m0[8], m1[8], lay0[256], lay1[256], log[1024];
+	int err, ret;
+
+	ret = park_then_exhaust_nodes();
+	if (ret)
+		goto out;
+	fault_marks(b, 6, m0);
+	fault_layout(b, 6, lay0, sizeof(lay0));
+	s0 = stats_now();
+	if (strcmp(m0, "DD....") || s0.parked_registrations != 1) {
+		ret = 3;
+		goto out;
+	}
+	err = with_stderr_to(log, sizeof(log), pin_over_parked);
+	fault_marks(b, 6, m1);
+	fault_layout(b, 6, lay1, sizeof(lay1));
+	s1 = stats_now();
+	printf("pin over parked, enomem: %d, %s (%s), parked %lu, live %lu, marked %lu\n", err,
+	       m1, lay1, (unsigned long)s1.parked_registrations,
+	       (unsigned long)s1.live_registrations, (unsigned long)s1.pages_marked);
+	if (err != ENOMEM || !fault_fired() || strcmp(m0, m1) || strcmp(lay0, lay1) ||
+	    !same_counts(&s0, &s1)) {
+		printf("pin over parked, enomem: log: %s", log);
+		ret = 4;
+		goto out;
+	}
+	/* Memory again: the parked one is dropped and the pin marks [0,4) whole. */
+	fault_disarm();
+	if (pin_over_parked()) {
+		ret = 5;
+		goto out;
+	}
+	fault_marks(b, 6, m1);
+	fault_layout(b, 6, lay1, sizeof(lay1));
+	s1 = stats_now();
+	printf("pin over parked, with memory: %s (%s), parked %lu, live %lu\n", m1, lay1,
+	       (unsigned long)s1.parked_registrations, (unsigned long)s1.live_registrations);
+	if (strcmp(m1, "DDDD..") || s1.parked_registrations ||
+	    s1.live_registrations != s0.live_registrations + 1)
+		ret = 6;
 out:
 	fault_disarm();
 	fault_unhook_node_alloc(&registry_state.pages.alloc);
@@ -475,6 +545,11 @@ int main(void)
 	if ((ret = in_child(check_flush_enomem_keeps_parked))) {
 		printf("check_flush_enomem_keeps_parked: %d\n", ret);
 		printf("FAIL: a flush out of memory did not keep its parked ranges as they were\n");
+		fails++;
+	}
+	if ((ret = in_child(check_pin_over_parked_enomem_changes_nothing))) {
+		printf("check_pin_over_parked_enomem_changes_nothing: %d\n", ret);
+		printf("FAIL: a pin over a parked range out of memory changed something\n");
 		fails++;
 	}
 	if ((ret = in_child(check_flush_unbatched_same_end_state))) {
