@@ -150,14 +150,29 @@ enum safepin_unmark {
 	 * docs/deferred-unmarking.md.
 	 */
 	SAFEPIN_UNMARK_DEFERRED = 1,
+	/*
+	 * Deferred, and coarser: a registration that has to mark pages of
+	 * private anonymous memory marks the whole 2 MiB-aligned blocks
+	 * ("windows") it covers in part, so that later registrations inside
+	 * them (random I/O buffers in a large pool) make no madvise() and no
+	 * VMA lookup, only a pagemap read.  The prepare handler of every
+	 * fork() closes the windows first: a fork() child sees exactly the
+	 * live registrations.  What it gives up beyond DEFERRED: memory
+	 * inside a window that no registration covers is also absent in the
+	 * child of a raw clone() (call safepin_flush() before one), and an
+	 * MADV_DONTFORK the application sets itself inside an open window
+	 * is cleared at the next fork().  docs/deferred-unmarking.md.
+	 */
+	SAFEPIN_UNMARK_WINDOWED = 2,
 };
 
 /**
  * safepin_set_unmark() - choose when unpinned ranges are unmarked.
  *
  * The default comes from the environment variable SAFEPIN_UNMARK
- * ("immediate" or "deferred"), else DEFERRED.  Switching to IMMEDIATE
- * unmarks every parked range first.
+ * ("immediate", "deferred" or "windowed"), else DEFERRED.  Switching to
+ * IMMEDIATE unmarks every parked range first; leaving WINDOWED closes the
+ * windows.
  *
  * Return: 0, -EINVAL for an unknown mode, -ENOMEM if parked ranges could
  * not all be unmarked (they stay marked and are retried at the next fork).

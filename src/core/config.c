@@ -43,7 +43,7 @@ enum safepin_policy config_default_policy(void)
 enum safepin_unmark config_default_unmark(void)
 {
 	/* Indexed by enum safepin_unmark. */
-	static const char *const words[] = { "immediate", "deferred", NULL };
+	static const char *const words[] = { "immediate", "deferred", "windowed", NULL };
 
 	return (enum safepin_unmark)env_word("SAFEPIN_UNMARK", words, SAFEPIN_UNMARK_DEFERRED);
 }

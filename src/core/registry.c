@@ -53,6 +53,7 @@ static struct {
 
 void registry_init(void)
 {
+	enum safepin_unmark unmark;
 	struct node_alloc alloc;
 
 	arena_init(&registry_state.arena);
@@ -65,7 +66,10 @@ void registry_init(void)
 	reg_table_init(&registry_state.regs, &alloc);
 	reg_table_init(&registry_state.parked, &alloc);
 	registry_state.policy = config_default_policy();
-	registry_state.defer_unmark = config_default_unmark() == SAFEPIN_UNMARK_DEFERRED;
+	unmark = config_default_unmark();
+	registry_state.defer_unmark = unmark != SAFEPIN_UNMARK_IMMEDIATE;
+	registry_state.windowed = unmark == SAFEPIN_UNMARK_WINDOWED;
+	registry_windows_init();
 	/* Only an experiment on this kernel may allow marking nothing. */
 	if (registry_state.policy == SAFEPIN_POLICY_KERNEL_COPY &&
 	    !(probe_copies_on_fork(false) && probe_copies_on_fork(true))) {
@@ -122,6 +126,7 @@ void registry_reset_in_child(void)
 	reg_table_forget(&registry_state.parked);
 	recent_set_clear(&registry_state.unpinned);
 	registry_forget_revived();
+	registry_forget_windows();
 	lifetime_forget_violated();
 	stuck.n = 0;
 	memset(&clean_vmas, 0, sizeof(clean_vmas));
@@ -142,12 +147,6 @@ void registry_disable_protection(bool disable)
 }
 
 /* --- step 1: the VMAs of a range ------------------------------------- */
-
-struct vma_list {
-	struct vma_info *v;
-	size_t n, cap;
-	uintptr_t want;		/* next address that must be mapped */
-};
 
 static int collect_vma(void *ctx, const struct vma_info *vma)
 {
@@ -190,14 +189,7 @@ static int describe_range(uintptr_t addr, size_t len, struct vma_list *l,
 	if (!l->n || l->want < end)
 		return -EFAULT;
 	/* hugetlb VMAs are aligned to their page size: the widening stays inside. */
-	ext->start = align_down(addr, l->v[0].page_size);
-	ext->end = align_up(addr + len, l->v[l->n - 1].page_size);
-	ext->head_end = addr == ext->start ? ext->start : ext->start + l->v[0].page_size;
-	ext->tail_start = addr + len == ext->end ? ext->end : ext->end - l->v[l->n - 1].page_size;
-	if (ext->tail_start < ext->head_end) {	/* both edges on one page */
-		ext->head_end = ext->end;
-		ext->tail_start = ext->end;
-	}
+	reg_extent_of(addr, len, l->v[0].page_size, l->v[l->n - 1].page_size, ext);
 	return 0;
 }
 
@@ -243,7 +235,7 @@ static bool clean_vma_known(const struct vma_info *v)
 	return false;
 }
 
-static void clean_vma_learn(const struct vma_info *v)
+void registry_learn_clean_vma(const struct vma_info *v)
 {
 	if (!cacheable(v) || (v->flags & (VMA_DONTFORK | VMA_WIPEONFORK | VMA_IO)) ||
 	    clean_vma_known(v))
@@ -296,7 +288,7 @@ static int fill_vmflags(void *ctx, const struct vma_info *vma)
 	for (size_t i = 0; i < l->n; i++) {
 		if (l->v[i].start == vma->start && l->v[i].end == vma->end) {
 			l->v[i] = *vma;
-			clean_vma_learn(vma);
+			registry_learn_clean_vma(vma);
 			break;
 		}
 	}
@@ -514,7 +506,7 @@ static void edge_sub(uintptr_t start, uintptr_t end)
 		range_map_sub(&registry_state.edges, start, end, NULL, NULL);
 }
 
-static int edges_add(const struct reg_extent *ext)
+int registry_edges_add(const struct reg_extent *ext)
 {
 	int ret = edge_add(ext->start, ext->head_end);
 
@@ -614,43 +606,71 @@ static int mark_segs(struct seg_builder *b, const struct vma_list *vmas)
 	return ret;
 }
 
+/* The 0->1 runs of [start, end) in @b, each with the mark its VMA needs. */
+static int plan_marks(struct seg_builder *b, struct vma_list *vmas, uintptr_t start,
+		      uintptr_t end)
+{
+	int ret = range_map_gaps(&registry_state.pages, start, end, split_gap, b);
+
+	/*
+	 * A 0->1 run no probe can decide, or a file mapping to pre-fault that
+	 * may be VM_IO / VM_PFNMAP (no pages to fault in; only smaps says):
+	 * read smaps, once, and redo.
+	 */
+	if (!ret && (b->need_vmflags || (!registry_state.unprotected && io_unknown(vmas)))) {
+		ret = learn_vmflags(vmas);
+		b->n = 0;
+		b->vi = 0;
+		if (!ret)
+			ret = range_map_gaps(&registry_state.pages, start, end, split_gap, b);
+	}
+	return ret;
+}
+
+/* Mark the planned runs and count [start, end); on failure nothing changed. */
+static int commit_marks(struct seg_builder *b, const struct vma_list *vmas, uintptr_t start,
+			uintptr_t end)
+{
+	int ret = mark_segs(b, vmas);
+
+	if (!ret) {
+		ret = range_map_add(&registry_state.pages, start, end, b->s, b->n);
+		if (ret)	/* out of memory: unmark what mark_segs() marked */
+			for (size_t k = 0; k < b->n; k++)
+				apply_mark(&b->s[k], false);
+	}
+	return ret;
+}
+
+int registry_count_range_locked(struct vma_list *vmas, uintptr_t start, uintptr_t end)
+{
+	struct seg_builder b = { .vmas = vmas };
+	int ret = plan_marks(&b, vmas, start, end);
+
+	if (!ret)
+		ret = commit_marks(&b, vmas, start, end);
+	free(b.s);
+	return ret;
+}
+
 static int count_and_mark_locked(uintptr_t addr, size_t len, struct vma_list *vmas,
 				 const struct reg_extent *ext)
 {
 	struct seg_builder b = { .vmas = vmas };
 	int ret;
 
-	ret = range_map_gaps(&registry_state.pages, ext->start, ext->end, split_gap, &b);
-	/*
-	 * A 0->1 run no probe can decide, or a file mapping to pre-fault that
-	 * may be VM_IO / VM_PFNMAP (no pages to fault in; only smaps says):
-	 * read smaps, once, and redo.
-	 */
-	if (!ret && (b.need_vmflags || (!registry_state.unprotected && io_unknown(vmas)))) {
-		ret = learn_vmflags(vmas);
-		b.n = 0;
-		b.vi = 0;
-		if (!ret)
-			ret = range_map_gaps(&registry_state.pages, ext->start, ext->end,
-					     split_gap, &b);
-	}
+	ret = plan_marks(&b, vmas, ext->start, ext->end);
 	if (ret)
 		goto out;
 	ret = reg_table_add(&registry_state.regs, addr, len, ext);
 	if (ret)
 		goto out;
-	ret = edges_add(ext);
+	ret = registry_edges_add(ext);
 	if (ret) {
 		reg_table_del(&registry_state.regs, addr, len, ext);
 		goto out;
 	}
-	ret = mark_segs(&b, vmas);
-	if (!ret) {
-		ret = range_map_add(&registry_state.pages, ext->start, ext->end, b.s, b.n);
-		if (ret)	/* out of memory: unmark what mark_segs() marked */
-			for (size_t k = 0; k < b.n; k++)
-				apply_mark(&b.s[k], false);
-	}
+	ret = commit_marks(&b, vmas, ext->start, ext->end);
 	if (ret) {
 		registry_edges_sub(ext);
 		reg_table_del(&registry_state.regs, addr, len, ext);
@@ -697,12 +717,38 @@ int registry_pin(uintptr_t addr, size_t len)
 	return registry_pin_placed(addr, len, NULL);
 }
 
+/*
+ * A pin inside open windows (registry_window.c): counted without a VMA
+ * lookup or a madvise(), then pagemap must show every page present and
+ * exclusively ours (which also says anonymous and private).  Return 0
+ * (pinned; lock released), or -EAGAIN with the lock held and nothing
+ * changed: take the full path, which faults the pages in.
+ */
+static int pin_in_windows(uintptr_t addr, size_t len)
+{
+	struct reg_extent ext;
+	int ready;
+
+	if (registry_pin_in_windows_locked(addr, len, &ext))
+		return -EAGAIN;
+	registry_unlock();
+	ready = vm_pages_exclusive(ext.start, ext.end);
+	registry_lock();
+	if (ready == 1) {
+		lifetime_pinned_locked(addr, len, &ext);
+		registry_unlock();
+		return 0;
+	}
+	drop_locked(addr, len, &ext);
+	return -EAGAIN;
+}
+
 int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl)
 {
 	struct vma_list vmas = { 0 };
 	struct reg_extent ext;
 	uint64_t faulted = 0, cow_unbroken = 0;
-	bool protect;
+	bool protect, trusted = false;
 	int ret;
 
 	registry_lock();
@@ -712,7 +758,16 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 		registry_unlock();
 		return 0;
 	}
+	if (!pl && registry_state.windows.n && !pin_in_windows(addr, len))
+		return 0;
 	ret = describe_range(addr, len, &vmas, &ext);
+	if (!ret && registry_state.windows.n)
+		trusted = registry_meets_window_locked(ext.start, ext.end);
+	if (!ret && registry_state.windowed && registry_open_windows_locked(&vmas, &ext) > 0) {
+		/* The windows' marks moved VMA bounds the marking reads. */
+		vmas.n = 0;
+		ret = describe_range(addr, len, &vmas, &ext);
+	}
 	/* Parked registrations this pin covers whole, or shares pages with:
 	 * see registry_deferred.c. */
 	if (!ret && registry_state.parked.nr_live) {
@@ -727,8 +782,12 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 		ret = count_and_mark_locked(addr, len, &vmas, &ext);
 	if (!ret && registry_state.parked.nr_live)
 		registry_note_parked_overlap_locked(&ext);
-	/* Parked registrations hold VMA splits: give them back and retry once. */
-	if (ret == -ENOMEM && registry_state.parked.nr_live && !registry_flush_parked_locked()) {
+	/* Counted by a window already open: trusted like a revival. */
+	if (!ret && trusted)
+		registry_trust_until_fork_locked(&ext);
+	/* Parked registrations and windows hold VMA splits: give them back and retry once. */
+	if (ret == -ENOMEM && (registry_state.parked.nr_live || registry_state.windows.n) &&
+	    !registry_flush_all_locked()) {
 		vmas.n = 0;
 		ret = describe_range(addr, len, &vmas, &ext);
 		if (!ret)
@@ -800,7 +859,7 @@ int registry_set_policy(enum safepin_policy policy)
 	/* Parked marks follow the old policy: flushed before it changes. */
 	if (registry_state.regs.nr_live)
 		ret = -EBUSY;
-	else if (!(ret = registry_flush_parked_locked()))
+	else if (!(ret = registry_flush_all_locked()))
 		registry_state.policy = policy;
 	registry_unlock();
 	return ret;

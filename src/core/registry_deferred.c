@@ -60,17 +60,17 @@ static void remember_revived(const struct reg_extent *ext)
 		revived.overflow = true;
 }
 
+void registry_trust_until_fork_locked(const struct reg_extent *ext)
+{
+	remember_revived(ext);
+}
+
 /*
- * 1->0 runs of the parked registrations being unmarked: gathered over all
- * of them, sorted and merged, so that neighbours and nested ranges cost one
- * madvise() per maximal run.  Without memory for the list a run is
- * unmarked on its own, which is correct, only not coalesced.
+ * 1->0 runs of the parked registrations (and windows) being unmarked:
+ * gathered over all of them, sorted and merged (struct unmark_batch).
+ * Without memory for the list a run is unmarked on its own, which is
+ * correct, only not coalesced.
  */
-struct unmark_batch {
-	struct range_seg *run;
-	size_t n, cap;
-	struct run_list failed;
-};
 
 static int check_no_hole(void *ctx, const struct vma_info *vma)
 {
@@ -108,7 +108,7 @@ static void unmark_parked_run(struct unmark_batch *b, const struct range_seg *ru
 		b->failed.run[b->failed.n++] = *run;
 }
 
-static int batch_run(void *ctx, const struct range_seg *seg)
+int registry_batch_run(void *ctx, const struct range_seg *seg)
 {
 	struct unmark_batch *b = ctx;
 
@@ -134,7 +134,7 @@ static int by_start(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-static void batch_apply(struct unmark_batch *b)
+void registry_batch_apply(struct unmark_batch *b)
 {
 	size_t i = 0;
 
@@ -148,6 +148,7 @@ static void batch_apply(struct unmark_batch *b)
 		unmark_parked_run(b, &run);
 	}
 	free(b->run);
+	registry_keep_stuck_locked(&b->failed);
 }
 
 /* Also registry_lifetime.c's, to take parked entries out of a range. */
@@ -172,7 +173,7 @@ static int unpark_into(const struct reg_pick *p, struct unmark_batch *b)
 {
 	if (range_map_reserve(&registry_state.pages) || range_map_reserve(&registry_state.edges))
 		return -ENOMEM;
-	range_map_sub(&registry_state.pages, p->ext.start, p->ext.end, batch_run, b);
+	range_map_sub(&registry_state.pages, p->ext.start, p->ext.end, registry_batch_run, b);
 	registry_edges_sub(&p->ext);
 	reg_table_del(&registry_state.parked, p->addr, p->len, &p->ext);
 	return 0;
@@ -199,8 +200,7 @@ int registry_flush_parked_locked(void)
 			break;
 		}
 	}
-	batch_apply(&b);
-	registry_keep_stuck_locked(&b.failed);
+	registry_batch_apply(&b);
 	return ret;
 }
 
@@ -413,8 +413,7 @@ int registry_unpark_within_locked(const struct reg_extent *ext)
 			break;
 		n++;
 	}
-	batch_apply(&b);
-	registry_keep_stuck_locked(&b.failed);
+	registry_batch_apply(&b);
 	return ret ? ret : n;
 }
 
@@ -452,10 +451,21 @@ void registry_forget_revived(void)
 	memset(&revived, 0, sizeof(revived));
 }
 
+int registry_flush_all_locked(void)
+{
+	int ret = 0, ret2 = 0;
+
+	if (registry_state.parked.nr_live)
+		ret = registry_flush_parked_locked();
+	if (registry_state.windows.n)
+		ret2 = registry_close_windows_locked();
+	return ret ? ret : ret2;
+}
+
+/* Windows close first: the revived runs re-marked after them stay marked. */
 void registry_before_fork_locked(void)
 {
-	if (registry_state.parked.nr_live)
-		(void)registry_flush_parked_locked();
+	(void)registry_flush_all_locked();
 	if (revived.n || revived.overflow)
 		remark_revived_locked();
 }
@@ -465,7 +475,7 @@ int registry_flush(void)
 	int ret;
 
 	registry_lock();
-	ret = registry_flush_parked_locked();
+	ret = registry_flush_all_locked();
 	registry_unlock();
 	return ret;
 }
@@ -475,9 +485,15 @@ int registry_set_unmark(enum safepin_unmark mode)
 	int ret = 0;
 
 	registry_lock();
-	registry_state.defer_unmark = mode == SAFEPIN_UNMARK_DEFERRED;
-	if (!registry_state.defer_unmark)
-		ret = registry_flush_parked_locked();
+	registry_state.defer_unmark = mode != SAFEPIN_UNMARK_IMMEDIATE;
+	registry_state.windowed = mode == SAFEPIN_UNMARK_WINDOWED;
+	if (!registry_state.windowed && registry_state.windows.n)
+		ret = registry_close_windows_locked();
+	if (!registry_state.defer_unmark && registry_state.parked.nr_live) {
+		int r = registry_flush_parked_locked();
+
+		ret = ret ? ret : r;
+	}
 	registry_unlock();
 	return ret;
 }
@@ -487,7 +503,8 @@ enum safepin_unmark registry_unmark(void)
 	enum safepin_unmark mode;
 
 	registry_lock();
-	mode = registry_state.defer_unmark ? SAFEPIN_UNMARK_DEFERRED : SAFEPIN_UNMARK_IMMEDIATE;
+	mode = registry_state.windowed ? SAFEPIN_UNMARK_WINDOWED :
+	       registry_state.defer_unmark ? SAFEPIN_UNMARK_DEFERRED : SAFEPIN_UNMARK_IMMEDIATE;
 	registry_unlock();
 	return mode;
 }

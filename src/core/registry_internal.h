@@ -19,6 +19,7 @@
 #include <safepin/safepin.h>
 
 #include "arena.h"
+#include "block_set.h"
 #include "edge_pages.h"
 #include "lock.h"
 #include "range_map.h"
@@ -36,6 +37,8 @@ struct registry_state {
 	struct reg_table parked;	/* unpinned, still counted and marked: see PARK_MAX */
 	struct recent_set unpinned;	/* (addr, len) unmarked at an unpin lately */
 	bool defer_unmark;
+	bool windowed;			/* SAFEPIN_UNMARK_WINDOWED: see registry_window.c */
+	struct block_set windows;	/* 2 MiB blocks marked whole, in the counts */
 	struct edge_snapshot snapshot;	/* taken while a fork() is in progress */
 	enum safepin_policy policy;
 	bool unprotected;		/* test-only */
@@ -62,6 +65,31 @@ static inline uint64_t base_pages(uintptr_t start, uintptr_t end)
 	return (end - start) / vm_base_page_size();
 }
 
+/* The VMAs of a range being pinned, in address order, and the next address to cover. */
+struct vma_list {
+	struct vma_info *v;
+	size_t n, cap;
+	uintptr_t want;
+};
+
+/*
+ * What (addr, len) counts when its memory has pages of @ps bytes (@ps
+ * hugetlb-sized only if the VMA is): whole pages, and the partial first and
+ * last ones.  Caller checked that addr + len does not wrap.
+ */
+static inline void reg_extent_of(uintptr_t addr, size_t len, size_t first_ps, size_t last_ps,
+				 struct reg_extent *ext)
+{
+	ext->start = addr & ~(uintptr_t)(first_ps - 1);
+	ext->end = (addr + len + last_ps - 1) & ~(uintptr_t)(last_ps - 1);
+	ext->head_end = addr == ext->start ? ext->start : ext->start + first_ps;
+	ext->tail_start = addr + len == ext->end ? ext->end : ext->end - last_ps;
+	if (ext->tail_start < ext->head_end) {	/* both edges on one page */
+		ext->head_end = ext->end;
+		ext->tail_start = ext->end;
+	}
+}
+
 /* ---- registry.c: the caller holds the lock ---- */
 /* Every marking and unmarking madvise() of the registry, counted. */
 int registry_mark_madvise(uintptr_t start, uintptr_t end, enum range_mark mark, bool set);
@@ -69,12 +97,42 @@ int registry_mark_madvise(uintptr_t start, uintptr_t end, enum range_mark mark, 
 int registry_unmark_run(void *ctx, const struct range_seg *seg);
 /* Count the runs that are still marked again, on behalf of the stuck list. */
 void registry_keep_stuck_locked(const struct run_list *failed);
+/* Add the partial edge pages of @ext to the edge counts: 0 or -ENOMEM (nothing added). */
+int registry_edges_add(const struct reg_extent *ext);
+/*
+ * @v, a private VMA, is known to carry no DONTFORK or WIPEONFORK of the
+ * application's: marking it whole needs no smaps (see mark_for()).
+ */
+void registry_learn_clean_vma(const struct vma_info *v);
 /* Drop the partial edge pages of @ext from the edge counts. */
 void registry_edges_sub(const struct reg_extent *ext);
+/*
+ * Add one to every page of [start, end), marking the 0->1 runs as their
+ * VMAs (@vmas, covering the range) need.  Return 0 or -errno; nothing
+ * changed on error.
+ */
+int registry_count_range_locked(struct vma_list *vmas, uintptr_t start, uintptr_t end);
+
+/*
+ * 1->0 runs being unmarked together: gathered, sorted and merged, so that
+ * neighbours and nested ranges cost one madvise() per maximal run.
+ * registry_batch_run() is a range_seg_fn adding to it; registry_batch_apply()
+ * unmarks and frees, and keeps the runs that failed as stuck.
+ */
+struct unmark_batch {
+	struct range_seg *run;
+	size_t n, cap;
+	struct run_list failed;
+};
+
+int registry_batch_run(void *ctx, const struct range_seg *seg);
+void registry_batch_apply(struct unmark_batch *b);
 
 /* ---- registry_deferred.c: the caller holds the lock ---- */
 /* Unmark every parked registration: 0, or -ENOMEM (those left stay parked). */
 int registry_flush_parked_locked(void);
+/* The same, and close every window (registry_window.c). */
+int registry_flush_all_locked(void);
 /* Unpin with deferred unmarking. Return 0, or -ENOENT / -ENOMEM: unmark now. */
 int registry_park_locked(uintptr_t addr, size_t len);
 /* Pin of a parked (addr, len). Return 0, or -ENOENT / -ENOMEM: take the full path. */
@@ -91,8 +149,41 @@ int registry_unpark_within_locked(const struct reg_extent *ext);
  */
 void registry_note_parked_overlap_locked(const struct reg_extent *ext);
 
+/*
+ * Pages of @ext counted as marked without a look at their VMA (a revival,
+ * a window): checked and marked again in the next fork's prepare handler.
+ */
+void registry_trust_until_fork_locked(const struct reg_extent *ext);
+
 /* In the child: the revived registrations are the parent's. */
 void registry_forget_revived(void);
+
+/* ---- registry_window.c: the caller holds the lock ---- */
+void registry_windows_init(void);
+/*
+ * Pin (addr, len) lying in open windows: counted, not yet pre-faulted.
+ * Return 0, -ENOENT (not all in windows: take the full path) or -ENOMEM.
+ */
+int registry_pin_in_windows_locked(uintptr_t addr, size_t len, struct reg_extent *ext);
+/* Whether [start, end) meets an open window. */
+bool registry_meets_window_locked(uintptr_t start, uintptr_t end);
+/*
+ * Before the full path counts @ext over @vmas: open windows on the blocks
+ * it covers in part.  How many were opened (their marks moved VMA bounds).
+ */
+int registry_open_windows_locked(const struct vma_list *vmas, const struct reg_extent *ext);
+/* Close every window: 0, or -ENOMEM (those left stay open). */
+int registry_close_windows_locked(void);
+/*
+ * Take the windows meeting [start, end) out: the application unmapped or
+ * discarded it.  Each window's pages there leave the counts without a
+ * madvise() if @gone, the rest are unmarked.  @drop does it (lifetime).
+ */
+void registry_drop_windows_locked(uintptr_t start, uintptr_t end,
+				  void (*drop)(uintptr_t start, uintptr_t end, bool gone),
+				  bool gone);
+/* In the child: the parent's windows are not ours. */
+void registry_forget_windows(void);
 
 /* A reg_table_walk() callback: the first entry whose extent meets [start, end). */
 struct reg_pick {

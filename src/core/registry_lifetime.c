@@ -220,6 +220,8 @@ size_t registry_violation_locked(uintptr_t start, uintptr_t end, bool gone,
 		return 0;
 	if (registry_state.parked.nr_live)
 		unpark_overlapping_locked(start, end, gone);
+	if (registry_state.windows.n)
+		registry_drop_windows_locked(start, end, drop_counts, gone);
 	for (struct violated *v = violated_head; v; v = v->next) {
 		if (cut_pieces(v, start, end, gone) > 0)
 			add_hit(hits, max, &total, v->addr, v->len, true);

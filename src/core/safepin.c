@@ -121,7 +121,8 @@ SAFEPIN_EXPORT int safepin_set_unmark(enum safepin_unmark mode)
 	int ret;
 
 	once_run(&init_once, init);
-	if (mode != SAFEPIN_UNMARK_IMMEDIATE && mode != SAFEPIN_UNMARK_DEFERRED)
+	if (mode != SAFEPIN_UNMARK_IMMEDIATE && mode != SAFEPIN_UNMARK_DEFERRED &&
+	    mode != SAFEPIN_UNMARK_WINDOWED)
 		return fail(-EINVAL);
 	fork_guard_enter();
 	ret = registry_set_unmark(mode);

@@ -624,6 +624,11 @@ static int pages_ready(uintptr_t start, uintptr_t end, bool write)
 	return 1;
 }
 
+int vm_pages_exclusive(uintptr_t start, uintptr_t end)
+{
+	return populate_always ? 0 : pages_ready(start, end, true);
+}
+
 int vm_populate(uintptr_t start, uintptr_t end, bool write, size_t page_size)
 {
 	if (page_size == vm_base_page_size() && !populate_always) {

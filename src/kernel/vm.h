@@ -102,6 +102,14 @@ int vm_madvise(uintptr_t start, uintptr_t end, int advice);
  */
 int vm_populate(uintptr_t start, uintptr_t end, bool write, size_t page_size);
 
+/*
+ * Whether /proc/self/pagemap shows every base page of [start, end)
+ * present, not swapped, anonymous and mapped by this process alone: what
+ * a write pre-fault would leave, and private memory.  Return 1, 0 (no, or
+ * pagemap unreadable; also under vm_force_populate_always()) or -errno.
+ */
+int vm_pages_exclusive(uintptr_t start, uintptr_t end);
+
 /* Whether this kernel has MADV_POPULATE_WRITE (probed once). */
 bool vm_has_populate(void);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -467,4 +468,23 @@ void assert_page_marks(const void *base, size_t npages, const char *expect)
 	assert_true(npages < sizeof(got));
 	fork_marks(base, npages, got);
 	assert_string_equal(got, expect);
+}
+
+int raw_clone_reads(const volatile char *p)
+{
+	int status;
+	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL);	/* not cmocka's handler */
+		_exit(*p == 0x5a ? 0 : 3);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status)) {
+		assert_int_equal(WTERMSIG(status), SIGSEGV);
+		return 0;
+	}
+	assert_int_equal(WEXITSTATUS(status), 0);
+	return 1;
 }

@@ -69,6 +69,11 @@ uint64_t pagemap_entry(const void *addr);
 int child_reads(const void *const *addrs, size_t n, unsigned char expect);
 /* Whether a child dies with SIGSEGV reading @addr. */
 bool child_segfaults_at(const void *addr);
+/*
+ * A child of a raw clone() (no atfork handler runs) reads @p: 1 if it read
+ * 0x5a, 0 if it died with SIGSEGV.
+ */
+int raw_clone_reads(const volatile char *p);
 
 /*
  * Fork a child that only sleeps, so that the parent's private pages are

@@ -114,6 +114,7 @@ static void check_cases(const char *exe, const struct env_case *c, size_t n)
 #define ZEROFILL_OUT "policy=1 unmark=1 marks=W\n"
 #define DEFERRED_OUT DONTFORK_OUT
 #define IMMEDIATE_OUT "policy=0 unmark=0 marks=D\n"
+#define WINDOWED_OUT "policy=0 unmark=2 marks=D\n"
 
 static void test_policy_strict(void **state)
 {
@@ -143,9 +144,11 @@ static void test_unmark_strict(void **state)
 	static const struct env_case cases[] = {
 		{ "SAFEPIN_UNMARK=immediate", IMMEDIATE_OUT, "" },
 		{ "SAFEPIN_UNMARK=deferred", DEFERRED_OUT, "" },
+		{ "SAFEPIN_UNMARK=windowed", WINDOWED_OUT, "" },
 		{ "SAFEPIN_UNMARK=Deferred", DONTFORK_OUT,
 		  "libsafepin: ignoring SAFEPIN_UNMARK=\"Deferred\": expected one of immediate "
-		  "deferred; using deferred" },
+		  "deferred windowed; using deferred" },
+		{ "SAFEPIN_UNMARK=window", DONTFORK_OUT, "ignoring SAFEPIN_UNMARK=\"window\"" },
 		{ "SAFEPIN_UNMARK=lazy", DONTFORK_OUT, "ignoring SAFEPIN_UNMARK=\"lazy\"" },
 		{ "SAFEPIN_UNMARK=1", DONTFORK_OUT, "ignoring SAFEPIN_UNMARK=\"1\"" },
 		{ "SAFEPIN_UNMARK=", DONTFORK_OUT, "ignoring SAFEPIN_UNMARK=\"\"" },

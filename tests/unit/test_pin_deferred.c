@@ -299,31 +299,6 @@ static void test_hot_buffer_revived_often_is_remarked_once(void **state)
 	munmap(others, 2 * OTHERS * PAGE);
 }
 
-static pid_t raw_clone(void)
-{
-	return (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
-}
-
-/* 1 if a raw clone() child reads @p, 0 if it dies with SIGSEGV. */
-static int raw_clone_reads(const volatile char *p)
-{
-	int status;
-	pid_t pid = raw_clone();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		signal(SIGSEGV, SIG_DFL);	/* not cmocka's handler */
-		_exit(*p == 0x5a ? 0 : 3);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	if (WIFSIGNALED(status)) {
-		assert_int_equal(WTERMSIG(status), SIGSEGV);
-		return 0;
-	}
-	assert_int_equal(WEXITSTATUS(status), 0);
-	return 1;
-}
-
 /* Documented: a raw clone() runs no atfork handler and misses parked ranges too. */
 static void test_raw_clone_misses_parked_until_flush(void **state)
 {

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * Windowed unmarking (SAFEPIN_UNMARK_WINDOWED): deferred unmarking for
+ * ranges that never come back.
+ *
+ * Random I/O buffers carved out of a large pool are registered once and
+ * released: parking them would keep one VMA split each (which made every
+ * other madvise() slower), so deferred unmarking marks and unmarks them,
+ * two madvise() calls per pair, each a VMA split or merge under the mmap
+ * lock taken for writing.  A window instead is a whole 2 MiB-aligned block
+ * of private anonymous memory that the library marks DONTFORK at once and
+ * counts as one more registration of its pages.  Neighbouring windows merge
+ * into one VMA.  A registration inside open windows then finds every page
+ * counted and marked: no madvise(), no VMA lookup; one read of
+ * /proc/self/pagemap checks that its pages are present and mapped by this
+ * process alone (which also means private and anonymous), else the full
+ * path faults them in.  Its release makes no system call either.
+ *
+ * Marking is only observed at fork.  The prepare handler of every fork()
+ * closes the windows before anything else (registry_before_fork_locked()):
+ * their counts go, the pages no registration covers are unmarked (runs
+ * merged), so the child sees exactly the live registrations.  Windows are
+ * also closed on safepin_flush(), on ENOMEM (their VMA splits count against
+ * vm.max_map_count), when MAX_WINDOWS are open and a new one is needed,
+ * and when the mode changes.
+ *
+ * What is trusted: a pin in a window takes the window's mark as still in
+ * place, like a revived registration (registry_deferred.c), and joins the
+ * list the prepare handler checks and marks again.  Memory unmapped inside
+ * a window leaves it when the LD_PRELOAD shim or the userfaultfd monitor
+ * sees the unmap (registry_drop_windows_locked()).  What it gives up:
+ * docs/deferred-unmarking.md.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "registry.h"
+#include "registry_internal.h"
+
+#define WINDOW_SHIFT 21		/* 2 MiB: a window never splits a transparent huge page */
+#define WINDOW_SIZE ((uintptr_t)1 << WINDOW_SHIFT)
+#define WINDOW_SLOTS 4096
+#define MAX_WINDOWS (WINDOW_SLOTS / 2)	/* 4 GiB of windows */
+/* A pin over more blocks than this takes the full path (it marks little anyway). */
+#define FAST_PATH_BLOCKS 8
+
+static uintptr_t window_slot[WINDOW_SLOTS];
+
+/*
+ * Blocks that are a VMA of their own only because windows on both sides
+ * split it off, and that a window's probe showed unmarked by the
+ * application.  Opening a window on a whole VMA cannot be probed (marking
+ * all of a VMA moves no bound either way) and would read smaps, a page
+ * table walk of every VMA before it; random ranges leave many such blocks
+ * between windows.  Forgotten with the windows.
+ */
+static uintptr_t clean_slot[WINDOW_SLOTS];
+static struct block_set clean_blocks;
+/* Keys being closed: a set cannot be iterated while it changes. */
+static uintptr_t closing[MAX_WINDOWS];
+
+static uintptr_t block_of(uintptr_t addr)
+{
+	return addr >> WINDOW_SHIFT;
+}
+
+static uintptr_t umax(uintptr_t a, uintptr_t b)
+{
+	return a > b ? a : b;
+}
+
+static uintptr_t umin(uintptr_t a, uintptr_t b)
+{
+	return a < b ? a : b;
+}
+
+void registry_windows_init(void)
+{
+	block_set_init(&registry_state.windows, window_slot, WINDOW_SLOTS);
+	block_set_init(&clean_blocks, clean_slot, WINDOW_SLOTS);
+}
+
+void registry_forget_windows(void)
+{
+	block_set_clear(&registry_state.windows);
+	block_set_clear(&clean_blocks);
+}
+
+/* [start, end), a piece of a VMA just shown unmarked, is one block: remember it. */
+static void learn_clean_piece(uintptr_t start, uintptr_t end)
+{
+	if (end - start == WINDOW_SIZE && !(start & (WINDOW_SIZE - 1)))
+		(void)block_set_add(&clean_blocks, block_of(start));
+}
+
+/* An open window meeting [start, end) in *@key; false if none. */
+static bool window_meeting(uintptr_t start, uintptr_t end, uintptr_t *key)
+{
+	const struct block_set *w = &registry_state.windows;
+	uintptr_t first = block_of(start), last = block_of(end - 1);
+	size_t pos = 0;
+
+	if (!w->n || start >= end)
+		return false;
+	if (last - first < MAX_WINDOWS) {
+		for (uintptr_t b = first; b <= last; b++) {
+			if (block_set_has(w, b)) {
+				*key = b;
+				return true;
+			}
+		}
+		return false;
+	}
+	while (block_set_next(w, &pos, key))	/* a huge range: fewer windows than blocks */
+		if (*key >= first && *key <= last)
+			return true;
+	return false;
+}
+
+bool registry_meets_window_locked(uintptr_t start, uintptr_t end)
+{
+	uintptr_t key;
+
+	return window_meeting(start, end, &key);
+}
+
+int registry_pin_in_windows_locked(uintptr_t addr, size_t len, struct reg_extent *ext)
+{
+	const size_t ps = vm_base_page_size();
+	int ret;
+
+	/* Empty and wrapping ranges get their errno from the full path. */
+	if (!len || addr + len < addr || addr + len > UINTPTR_MAX - ps)
+		return -ENOENT;
+	reg_extent_of(addr, len, ps, ps, ext);
+	if (block_of(ext->end - 1) - block_of(ext->start) >= FAST_PATH_BLOCKS)
+		return -ENOENT;
+	for (uintptr_t b = block_of(ext->start); b <= block_of(ext->end - 1); b++)
+		if (!block_set_has(&registry_state.windows, b))
+			return -ENOENT;
+	ret = reg_table_add(&registry_state.regs, addr, len, ext);
+	if (ret)
+		return ret;
+	ret = registry_edges_add(ext);
+	if (ret)
+		goto out_reg;
+	/* The windows count every page: there is no 0->1 run to mark. */
+	ret = range_map_add(&registry_state.pages, ext->start, ext->end, NULL, 0);
+	if (ret)
+		goto out_edges;
+	registry_trust_until_fork_locked(ext);
+	return 0;
+out_edges:
+	registry_edges_sub(ext);
+out_reg:
+	reg_table_del(&registry_state.regs, addr, len, ext);
+	return ret;
+}
+
+/*
+ * Only memory whose marking the probe of registry.c can attribute, and
+ * that a child would otherwise share copy-on-write: private, anonymous,
+ * writable, base pages, not marked by the application as far as known.
+ */
+static bool window_fits(const struct vma_info *v)
+{
+	if (v->page_size != vm_base_page_size())
+		return false;
+	if (v->flags & (VMA_SHARED | VMA_FILE | VMA_HUGETLB | VMA_IO | VMA_DONTFORK |
+			VMA_WIPEONFORK))
+		return false;
+	return (v->flags & (VMA_READ | VMA_WRITE)) == (VMA_READ | VMA_WRITE);
+}
+
+/* The VMAs of a block, without a hole, each fitting; else -EINVAL. */
+static int collect_fitting(void *ctx, const struct vma_info *vma)
+{
+	struct vma_list *l = ctx;
+
+	if (vma->start > l->want || !window_fits(vma))
+		return -EINVAL;
+	if (vma_push(&l->v, &l->n, &l->cap, vma))
+		return -ENOMEM;
+	l->want = vma->end;
+	return 0;
+}
+
+/*
+ * Mark and count block @key.  Its VMAs may be several: the marks of live
+ * registrations inside split it.  A block that is one VMA of its own needs
+ * smaps to be marked (see mark_for() in registry.c) unless clean_blocks
+ * knows it.
+ */
+static int open_window(uintptr_t key)
+{
+	uintptr_t ws = key << WINDOW_SHIFT, we = ws + WINDOW_SIZE;
+	uint64_t marked = registry_state.pages_marked;
+	struct vma_list l = { .want = ws };
+	int ret;
+
+	ret = vm_for_each_vma(ws, we, collect_fitting, &l);
+	if (!ret && l.want < we)
+		ret = -EINVAL;
+	if (ret)
+		goto out;
+	if (registry_state.windows.n == registry_state.windows.max &&
+	    registry_close_windows_locked()) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (l.n == 1 && l.v[0].start == ws && l.v[0].end == we && block_set_del(&clean_blocks, key))
+		registry_learn_clean_vma(&l.v[0]);
+	ret = registry_count_range_locked(&l, ws, we);
+	if (ret)
+		goto out;
+	(void)block_set_add(&registry_state.windows, key);	/* room made above */
+	/* We marked pages of the one VMA: it carried no mark of the application's. */
+	if (l.n == 1 && registry_state.pages_marked > marked) {
+		learn_clean_piece(l.v[0].start, ws);
+		learn_clean_piece(we, l.v[0].end);
+	}
+out:
+	free(l.v);
+	return ret;
+}
+
+int registry_open_windows_locked(const struct vma_list *vmas, const struct reg_extent *ext)
+{
+	uintptr_t key[2] = { block_of(ext->start), block_of(ext->end - 1) };
+	int opened = 0;
+
+	if (!registry_state.windowed || registry_state.unprotected || !vmas->n ||
+	    registry_state.policy != SAFEPIN_POLICY_DONTFORK)
+		return 0;
+	for (int i = 0; i < 2; i++) {
+		const struct vma_info *v = i ? &vmas->v[vmas->n - 1] : &vmas->v[0];
+		uintptr_t ws = key[i] << WINDOW_SHIFT, we = ws + WINDOW_SIZE;
+
+		if (i && key[1] == key[0])
+			break;
+		/* A block the pin covers whole is marked by the pin itself. */
+		if ((ext->start <= ws && ext->end >= we) ||
+		    block_set_has(&registry_state.windows, key[i]) || !window_fits(v))
+			continue;
+		if (!open_window(key[i]))
+			opened++;
+	}
+	return opened;
+}
+
+int registry_close_windows_locked(void)
+{
+	struct unmark_batch b = { .run = NULL };
+	size_t pos = 0, n = 0;
+	uintptr_t key;
+	int ret = 0;
+
+	while (n < MAX_WINDOWS && block_set_next(&registry_state.windows, &pos, &key))
+		closing[n++] = key;
+	for (size_t i = 0; i < n; i++) {
+		uintptr_t ws = closing[i] << WINDOW_SHIFT;
+
+		if (range_map_reserve(&registry_state.pages)) {
+			registry_state.failures++;
+			sp_log(SP_LOG_ERROR, "out of memory closing windows: %zu stay open",
+			       n - i);
+			ret = -ENOMEM;
+			break;
+		}
+		range_map_sub(&registry_state.pages, ws, ws + WINDOW_SIZE, registry_batch_run, &b);
+		block_set_del(&registry_state.windows, closing[i]);
+	}
+	registry_batch_apply(&b);
+	/* Unmarked windows merge back with the pieces between them. */
+	block_set_clear(&clean_blocks);
+	return ret;
+}
+
+void registry_drop_windows_locked(uintptr_t start, uintptr_t end,
+				  void (*drop)(uintptr_t start, uintptr_t end, bool gone),
+				  bool gone)
+{
+	uintptr_t key;
+
+	block_set_clear(&clean_blocks);	/* what was there may be mapped anew */
+	while (window_meeting(start, end, &key)) {
+		uintptr_t ws = key << WINDOW_SHIFT, we = ws + WINDOW_SIZE;
+
+		block_set_del(&registry_state.windows, key);
+		if (!gone) {
+			drop(ws, we, false);
+			continue;
+		}
+		drop(ws, umin(we, start), false);
+		drop(umax(ws, start), umin(we, end), true);
+		drop(umax(ws, end), we, false);
+	}
+}

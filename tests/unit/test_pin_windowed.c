@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * SAFEPIN_UNMARK_WINDOWED: a registration in private anonymous memory
+ * marks the whole 2 MiB blocks it covers in part ("windows"); later
+ * registrations inside make no madvise() and no pre-fault of present
+ * pages, and releases make none either.  Every fork() still sees exactly
+ * the live registrations: the prepare handler closes the windows.  What a
+ * raw clone() sees, and the application's own marks, are pinned down too.
+ *
+ * The pictures show one character per 256 KiB (8 per block) of blocks
+ * 0-3 of a 2 MiB-aligned region strictly inside one mapping: 'D' marked
+ * DONTFORK, '.' not.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "vm.h"
+
+#define BLOCK (2ul << 20)
+#define NBLOCKS 4
+#define STRIDE (BLOCK / 8)
+
+static char *map;	/* NBLOCKS + 2 blocks, plus slack to align */
+static size_t map_len;
+static char *blk;	/* block 0: 2 MiB aligned, a block of margin on both sides */
+
+static int setup(void **state)
+{
+	(void)state;
+	map_len = (NBLOCKS + 3) * BLOCK;
+	map = map_anon(map_len, PROT_READ | PROT_WRITE, 0);
+	/* Same 4 KiB pages as the library's windows expect everywhere. */
+	assert_int_equal(madvise(map, map_len, MADV_NOHUGEPAGE), 0);
+	memset(map, 0x5a, map_len);
+	blk = (char *)(((uintptr_t)map + BLOCK - 1) & ~(BLOCK - 1)) + BLOCK;
+	assert_int_equal(safepin_set_unmark(SAFEPIN_UNMARK_WINDOWED), 0);
+	assert_int_equal(safepin_get_unmark(), SAFEPIN_UNMARK_WINDOWED);
+	return 0;
+}
+
+/* Leaving the mode closes the windows: nothing is left marked or counted. */
+static int teardown(void **state)
+{
+	char marks[NBLOCKS * 8 + 1];
+	struct safepin_stats s;
+
+	(void)state;
+	assert_int_equal(safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE), 0);
+	s = stats_now();
+	fork_marks_stride(blk, NBLOCKS * 8, STRIDE, marks);
+	assert_string_equal(marks, "................................");
+	assert_int_equal(s.live_registrations, 0);
+	assert_int_equal(s.parked_registrations, 0);
+	assert_int_equal(s.pages_marked, 0);
+	assert_int_equal(munmap(map, map_len), 0);
+	return 0;
+}
+
+static void assert_blocks(const char *expect)
+{
+	char marks[NBLOCKS * 8 + 1];
+
+	fork_marks_stride(blk, NBLOCKS * 8, STRIDE, marks);
+	assert_string_equal(marks, expect);
+}
+
+static void pin(size_t off, size_t len)
+{
+	assert_int_equal(safepin_pin(blk + off, len, 0), 0);
+}
+
+static void unpin(size_t off, size_t len)
+{
+	assert_int_equal(safepin_unpin(blk + off, len), 0);
+}
+
+/* One madvise() marks the block; then random ranges inside cost none. */
+static void test_ranges_in_a_window_make_no_syscall_that_marks(void **state)
+{
+	struct safepin_stats before, s;
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+	(void)state;
+	before = stats_now();
+	pin(BLOCK + 5 * PAGE, 3 * PAGE);
+	s = stats_now();
+	assert_int_equal(s.madvise_calls, before.madvise_calls + 1);
+	assert_int_equal(s.pages_marked, BLOCK / PAGE);
+	assert_blocks("........DDDDDDDD................");
+	unpin(BLOCK + 5 * PAGE, 3 * PAGE);
+	assert_blocks("........DDDDDDDD................");	/* the window stays */
+
+	before = stats_now();
+	for (int i = 0; i < 1000; i++) {
+		size_t np, first;
+
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		np = 1 + rng % 16;
+		first = (rng >> 8) % (BLOCK / PAGE - np);
+		pin(BLOCK + first * PAGE, np * PAGE);
+		assert_int_equal(stats_now().live_registrations, 1);
+		unpin(BLOCK + first * PAGE, np * PAGE);
+	}
+	s = stats_now();
+	assert_int_equal(s.madvise_calls, before.madvise_calls);
+	assert_int_equal(s.prefaulted_pages, before.prefaulted_pages);
+	assert_int_equal(s.live_registrations, 0);
+	assert_int_equal(s.pages_marked, BLOCK / PAGE);
+	/* A release left nothing live behind: it cannot be released again. */
+	assert_int_equal(safepin_unpin(blk + BLOCK, PAGE), -ENOENT);
+	assert_int_equal(errno, ENOENT);
+}
+
+/* A range over two blocks opens both; the neighbours merge into one VMA. */
+static void test_range_over_two_blocks_opens_both(void **state)
+{
+	uintptr_t start, end;
+
+	(void)state;
+	pin(2 * BLOCK - 2 * PAGE, 4 * PAGE);
+	assert_blocks("........DDDDDDDDDDDDDDDD........");
+	assert_true(vma_bounds(blk + BLOCK, &start, &end));
+	assert_int_equal(start, (uintptr_t)blk + BLOCK);
+	assert_int_equal(end, (uintptr_t)blk + 3 * BLOCK);
+	unpin(2 * BLOCK - 2 * PAGE, 4 * PAGE);
+}
+
+/* fork() closes the windows first: the child sees exactly the live registrations. */
+static void test_fork_sees_exactly_live_ranges(void **state)
+{
+	const void *around[] = { blk + BLOCK, blk + BLOCK + 4 * PAGE, blk + 2 * BLOCK - PAGE };
+	struct safepin_stats s;
+
+	(void)state;
+	pin(BLOCK + 5 * PAGE, 3 * PAGE);	/* opens the window */
+	pin(BLOCK + 100 * PAGE, 8 * PAGE);	/* inside: no madvise */
+	unpin(BLOCK + 5 * PAGE, 3 * PAGE);
+	assert_true(child_segfaults_at(blk + BLOCK + 100 * PAGE));
+	assert_int_equal(child_reads(around, 3, 0x5a), 1);
+	assert_false(child_segfaults_at(blk + BLOCK + 5 * PAGE));
+	s = stats_now();
+	assert_int_equal(s.pages_marked, 8);
+	assert_int_equal(s.live_registrations, 1);
+	/* After the fork only the live range is marked; the next pin opens the window again. */
+	assert_true(vma_has_flag(blk + BLOCK + 100 * PAGE, "dc"));
+	assert_false(vma_has_flag(blk + BLOCK + 99 * PAGE, "dc"));
+	assert_false(vma_has_flag(blk + BLOCK + 108 * PAGE, "dc"));
+	pin(BLOCK + 200 * PAGE, PAGE);
+	assert_blocks("........DDDDDDDD................");
+	unpin(BLOCK + 200 * PAGE, PAGE);
+	unpin(BLOCK + 100 * PAGE, 8 * PAGE);
+}
+
+/* Partial first and last pages inside a window: the child gets their other bytes. */
+static void test_sub_page_range_in_window_keeps_child_bytes(void **state)
+{
+	char *p = blk + BLOCK + 10 * PAGE;
+	const void *edge[] = { p + 50, p + PAGE + 3000 };
+
+	(void)state;
+	pin(BLOCK + PAGE, PAGE);	/* opens the window */
+	unpin(BLOCK + PAGE, PAGE);
+	assert_int_equal(safepin_pin(p + 100, PAGE + 200, 0), 0);
+	assert_int_equal(child_reads(edge, 2, 0x5a), 1);
+	assert_true(vma_has_flag(p, "dc"));
+	assert_int_equal(safepin_unpin(p + 100, PAGE + 200), 0);
+}
+
+/* Discarded pages in a window are faulted in again before the pin. */
+static void test_absent_pages_in_window_are_faulted_in(void **state)
+{
+	struct safepin_stats before, s;
+	char *p = blk + BLOCK + 40 * PAGE;
+
+	(void)state;
+	pin(BLOCK, PAGE);
+	unpin(BLOCK, PAGE);
+	assert_int_equal(madvise(p, 4 * PAGE, MADV_DONTNEED), 0);
+	assert_false(pagemap_entry(p) & PM_PRESENT);
+	before = stats_now();
+	assert_int_equal(safepin_pin(p, 4 * PAGE, 0), 0);
+	s = stats_now();
+	assert_int_equal(s.madvise_calls, before.madvise_calls);	/* still no marking */
+	assert_int_equal(s.prefaulted_pages, before.prefaulted_pages + 4);
+	for (int i = 0; i < 4; i++)
+		assert_true((pagemap_entry(p + i * PAGE) & (PM_PRESENT | PM_EXCLUSIVE)) ==
+			    (PM_PRESENT | PM_EXCLUSIVE));
+	assert_int_equal(safepin_unpin(p, 4 * PAGE), 0);
+}
+
+/* The documented cost: a raw clone() also misses open windows, until safepin_flush(). */
+static void test_raw_clone_misses_windows_until_flush(void **state)
+{
+	(void)state;
+	pin(BLOCK, PAGE);
+	unpin(BLOCK, PAGE);
+	assert_int_equal(raw_clone_reads(blk + BLOCK + 300 * PAGE), 0);
+	assert_int_equal(safepin_flush(), 0);
+	assert_blocks("................................");
+	assert_int_equal(raw_clone_reads(blk + BLOCK + 300 * PAGE), 1);
+	assert_int_equal(stats_now().pages_marked, 0);
+}
+
+/* Shared memory is never copied on write: no window, no mark. */
+static void test_shared_memory_opens_no_window(void **state)
+{
+	char *sh = mmap(NULL, 3 * BLOCK, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char *b = (char *)(((uintptr_t)sh + BLOCK - 1) & ~(BLOCK - 1));
+	struct safepin_stats before = stats_now();
+
+	(void)state;
+	assert_true(sh != MAP_FAILED);
+	memset(sh, 1, 3 * BLOCK);
+	assert_int_equal(safepin_pin(b + PAGE, PAGE, 0), 0);
+	assert_false(vma_has_flag(b, "dc"));
+	assert_int_equal(stats_now().pages_marked, before.pages_marked);
+	assert_int_equal(safepin_unpin(b + PAGE, PAGE), 0);
+	assert_int_equal(stats_now().madvise_calls, before.madvise_calls);
+	assert_int_equal(munmap(sh, 3 * BLOCK), 0);
+}
+
+/*
+ * The application's own DONTFORK set before a window opens is never taken
+ * for the library's: over part of a block (no window there) and over a
+ * whole block (a window that only counts).
+ */
+static void test_application_dontfork_survives(void **state)
+{
+	(void)state;
+	assert_int_equal(madvise(blk + BLOCK + 10 * PAGE, 4 * PAGE, MADV_DONTFORK), 0);
+	pin(BLOCK + 12 * PAGE, 8 * PAGE);
+	unpin(BLOCK + 12 * PAGE, 8 * PAGE);
+	assert_int_equal(madvise(blk + 2 * BLOCK, BLOCK, MADV_DONTFORK), 0);
+	pin(2 * BLOCK + 7 * PAGE, PAGE);
+	unpin(2 * BLOCK + 7 * PAGE, PAGE);
+	assert_int_equal(safepin_flush(), 0);
+	assert_true(vma_has_flag(blk + BLOCK + 10 * PAGE, "dc"));
+	assert_true(vma_has_flag(blk + BLOCK + 13 * PAGE, "dc"));
+	assert_false(vma_has_flag(blk + BLOCK + 14 * PAGE, "dc"));
+	assert_blocks("................DDDDDDDD........");
+	assert_int_equal(stats_now().pages_marked, 0);
+	assert_int_equal(madvise(blk + BLOCK, 2 * BLOCK, MADV_DOFORK), 0);
+}
+
+/* A block left a VMA of its own between two windows opens without reading smaps. */
+static void test_block_between_windows_needs_no_smaps(void **state)
+{
+	unsigned long reads;
+
+	(void)state;
+	pin(BLOCK + PAGE, PAGE);
+	unpin(BLOCK + PAGE, PAGE);
+	pin(3 * BLOCK + PAGE, PAGE);
+	unpin(3 * BLOCK + PAGE, PAGE);
+	assert_blocks("........DDDDDDDD........DDDDDDDD");
+	reads = vm_smaps_reads();
+	pin(2 * BLOCK + PAGE, PAGE);
+	assert_int_equal(vm_smaps_reads(), reads);
+	assert_blocks("........DDDDDDDDDDDDDDDDDDDDDDDD");
+	unpin(2 * BLOCK + PAGE, PAGE);
+	assert_int_equal(stats_now().pages_marked, 3 * BLOCK / PAGE);
+}
+
+/* Back to DEFERRED: the windows close, parked ranges stay parked. */
+static void test_leaving_the_mode_closes_windows(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 2; i++) {	/* the second release parks */
+		pin(BLOCK + 8 * PAGE, 2 * PAGE);
+		unpin(BLOCK + 8 * PAGE, 2 * PAGE);
+	}
+	assert_int_equal(safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED), 0);
+	assert_int_equal(stats_now().parked_registrations, 1);
+	assert_int_equal(stats_now().pages_marked, 2);
+	assert_true(vma_has_flag(blk + BLOCK + 8 * PAGE, "dc"));
+	assert_false(vma_has_flag(blk + BLOCK + 10 * PAGE, "dc"));
+	assert_int_equal(safepin_flush(), 0);
+	assert_int_equal(stats_now().pages_marked, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_ranges_in_a_window_make_no_syscall_that_marks),
+		T(test_range_over_two_blocks_opens_both),
+		T(test_fork_sees_exactly_live_ranges),
+		T(test_sub_page_range_in_window_keeps_child_bytes),
+		T(test_absent_pages_in_window_are_faulted_in),
+		T(test_raw_clone_misses_windows_until_flush),
+		T(test_shared_memory_opens_no_window),
+		T(test_application_dontfork_survives),
+		T(test_block_between_windows_needs_no_smaps),
+		T(test_leaving_the_mode_closes_windows),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
