@@ -3,7 +3,11 @@
  * range_bench: libsafepin's core API (safepin_pin/safepin_unpin) against
  * libibverbs' fork support (ibv_fork_init + ibv_dontfork_range /
  * ibv_dofork_range, exported by libibverbs without any RDMA device), side
- * by side in one process, on the same inputs (same seed, same offsets):
+ * by side in one process, on the same inputs (same seed, same offsets).
+ * libsafepin runs in each of its unmarking modes (safepin_set_unmark()):
+ * immediate ("safepin"), deferred and windowed; the unmarking a deferred
+ * or windowed run still owes at its end (parked ranges, open windows) is
+ * flushed inside its measurement.  The workloads:
  *
  *   rereg-64k    16 pre-faulted 64 KiB buffers, pin + unpin of each in turn
  *   rereg-1m     one pre-faulted 1 MiB buffer, pin + unpin
@@ -17,7 +21,8 @@
  *   overlap      32 live ranges churning in a random 64-page window
  *   live-N       N live ranges (1-16 pages) under one arena-wide range;
  *                the cost of one more pin + unpin (O(log N)) and the
- *                library's memory per live range (RssAnon delta / N)
+ *                library's memory per live range (RssAnon delta / N;
+ *                libsafepin's in a forked child, see live_bytes_child())
  *   threads-T    random disjoint pin + unpin from T threads (own halves)
  *   rereg-thr-T  re-registration of 16 x 64 KiB buffers per thread, T threads
  *                (20 x -n pairs)
@@ -32,7 +37,13 @@
  * populate calls are counted apart.  The VMA count is the number of lines
  * of /proc/self/maps after each workload.
  *
- *   range_bench [-n PAIRS] [-q] [-t TSV_PREFIX] [-M MARKDOWN]
+ * Output: a time table (us per pair for the four, and libibverbs' time
+ * over each libsafepin mode's), a table of system calls per pair and VMAs,
+ * memory per live range and pre-fault throughput; as text on stdout, as
+ * markdown (-M) and as TSV for the plots (-t PREFIX: PREFIX.tsv, one row per
+ * workload; PREFIX-live.tsv, one row per live-N).
+ *
+ *   range_bench [-n PAIRS] [-t TSV_PREFIX] [-M MARKDOWN]
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -44,6 +55,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,13 +98,13 @@ int madvise(void *addr, size_t len, int advice)
 	return (int)syscall(SYS_madvise, addr, len, advice);
 }
 
-/* --- the two libraries -------------------------------------------------- */
+/* --- the libraries: libsafepin in three unmarking modes, libibverbs ----- */
 
 struct lib {
 	const char *name;
 	int (*pin)(void *addr, size_t len);
 	int (*unpin)(void *addr, size_t len);
-	bool deferred;		/* libsafepin with SAFEPIN_UNMARK_DEFERRED */
+	enum safepin_unmark mode;	/* libsafepin's unmarking mode for its runs */
 };
 
 static int sp_pin(void *a, size_t l)
@@ -116,20 +128,21 @@ static int ibv_unpin(void *a, size_t l)
 }
 
 static const struct lib libs[] = {
-	{ "libsafepin", sp_pin, sp_unpin, false },
-	{ "libsafepin-deferred", sp_pin, sp_unpin, true },
-	{ "libibverbs", ibv_pin, ibv_unpin, false },
+	{ "libsafepin", sp_pin, sp_unpin, SAFEPIN_UNMARK_IMMEDIATE },
+	{ "libsafepin-deferred", sp_pin, sp_unpin, SAFEPIN_UNMARK_DEFERRED },
+	{ "libsafepin-windowed", sp_pin, sp_unpin, SAFEPIN_UNMARK_WINDOWED },
+	{ "libibverbs", ibv_pin, ibv_unpin, SAFEPIN_UNMARK_IMMEDIATE },
 };
-#define NLIBS 3
+#define NLIBS 4
 #define SP 0	/* indices into libs[] */
 #define SPD 1
-#define IBV 2
+#define SPW 2
+#define IBV 3
 
 /* Unmarking mode for the runs of libs[li]; back to immediate (flushing) after. */
 static void lib_begin(int li)
 {
-	if (safepin_set_unmark(libs[li].deferred ? SAFEPIN_UNMARK_DEFERRED :
-			       SAFEPIN_UNMARK_IMMEDIATE))
+	if (safepin_set_unmark(libs[li].mode))
 		exit(1);
 }
 
@@ -199,13 +212,13 @@ static void *map_faulted(size_t len)
 		perror("mmap");
 		exit(1);
 	}
-	madvise(p, len, MADV_NOHUGEPAGE);	/* same 4 KiB pages for both libraries */
+	madvise(p, len, MADV_NOHUGEPAGE);	/* same 4 KiB pages for every library */
 	for (size_t i = 0; i < len; i += PAGE)
 		p[i] = 1;
 	return p;
 }
 
-/* xorshift: the same sequence for both libraries. */
+/* xorshift: the same sequence for every library. */
 static uint64_t rng;
 
 static uint64_t rnd(void)
@@ -249,8 +262,9 @@ static void meter_stop(struct meter *m, struct result *r, int li, long n)
 {
 	double t;
 
-	/* Deferred: the unmarking still owed is paid inside the measurement. */
-	if (libs[li].deferred && safepin_flush())
+	/* Deferred, windowed: the unmarking still owed (parked ranges, open
+	 * windows) is paid inside the measurement. */
+	if (libs[li].mode != SAFEPIN_UNMARK_IMMEDIATE && safepin_flush())
 		exit(1);
 	t = now_us() - m->t0;
 
@@ -391,6 +405,48 @@ static void wl_overlap(struct result *r, int li, long n)
 		UNPIN(lib, arena + (base + ring[i].first) * PAGE, ring[i].np * PAGE);
 }
 
+/*
+ * libsafepin's memory per live range, measured in a forked child: the
+ * library keeps the nodes a run frees for its later runs (its node arena
+ * never shrinks) and drops them all in a fork child, so that there each
+ * mode starts from nothing, as the first one run in a process does.  The
+ * child's arena-wide pin copies the 1 GiB arena (copy-on-write) before the
+ * first RssAnon reading: RAM for a second arena, for a moment.
+ */
+static double live_bytes_child(int li, size_t (*ranges)[2], long live)
+{
+	double bytes = 0;
+	int fd[2], status;
+	pid_t pid;
+
+	if (pipe(fd) || (pid = fork()) < 0) {
+		perror("range_bench: live-N child");
+		exit(1);
+	}
+	if (!pid) {
+		long rss0, rss1;
+
+		close(fd[0]);
+		if (libs[li].pin(arena, ARENA))
+			_exit(1);
+		rss0 = rss_anon_kb();
+		for (long i = 0; i < live; i++)
+			if (libs[li].pin(arena + ranges[i][0] * PAGE, ranges[i][1] * PAGE))
+				_exit(1);
+		rss1 = rss_anon_kb();
+		bytes = (double)(rss1 - rss0) * 1024.0 / (double)live;
+		_exit(write(fd[1], &bytes, sizeof(bytes)) == (ssize_t)sizeof(bytes) ? 0 : 1);
+	}
+	close(fd[1]);
+	if (read(fd[0], &bytes, sizeof(bytes)) != (ssize_t)sizeof(bytes) ||
+	    waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "range_bench: live-%ld child (%s) failed\n", live, libs[li].name);
+		exit(1);
+	}
+	close(fd[0]);
+	return bytes;
+}
+
 static void wl_live(struct result *r, int li, long live, long n)
 {
 	const struct lib *lib = &libs[li];
@@ -403,6 +459,8 @@ static void wl_live(struct result *r, int li, long live, long n)
 	rng = 0xa4093822299f31d0ull;
 	for (long i = 0; i < live; i++)
 		rand_range(ARENA_PAGES, &ranges[i][0], &ranges[i][1]);
+	if (li != IBV)		/* forks while nothing is registered */
+		r->bytes_per_range[li] = live_bytes_child(li, ranges, live);
 	/* One range over the whole arena: the live ones split no VMA. */
 	PIN(lib, arena, ARENA);
 	rss0 = rss_anon_kb();
@@ -418,7 +476,8 @@ static void wl_live(struct result *r, int li, long live, long n)
 		UNPIN(lib, arena + first * PAGE, np * PAGE);
 	}
 	meter_stop(&m, r, li, n);
-	r->bytes_per_range[li] = (double)(rss1 - rss0) * 1024.0 / (double)live;
+	if (li == IBV)		/* malloc()ed nodes: measured here */
+		r->bytes_per_range[li] = (double)(rss1 - rss0) * 1024.0 / (double)live;
 	r->n = live;
 	for (long i = 0; i < live; i++)
 		UNPIN(lib, arena + ranges[i][0] * PAGE, ranges[i][1] * PAGE);
@@ -522,9 +581,148 @@ static double prefault_gibs(int how, size_t len)
 	return best;
 }
 
+/* --- output ---------------------------------------------------------------- */
+
+static const char rule[] =
+	"-------------------------------------------------------------------------------"
+	"---------------------------------------------";
+
+/* libibverbs' time over libs[li]'s: above 1, libsafepin is that much faster. */
+static double speedup(const struct result *r, int li)
+{
+	return r->us_per_pair[IBV] / r->us_per_pair[li];
+}
+
+static void print_text(const double pf[3])
+{
+	printf("time per pin + unpin pair (lower is better), and libibverbs' time over each\n"
+	       "libsafepin mode's (above 1x: libsafepin is faster)\n\n");
+	printf("%-12s | %-36s | %s\n", "", "us per pin+unpin pair", "speed-up: ibverbs / X");
+	printf("%-12s | %9s%9s%9s%9s | %9s%9s%9s\n", "workload", "safepin", "deferred",
+	       "windowed", "ibverbs", "safepin", "deferred", "windowed");
+	printf("%.*s\n", 12 + 3 + 36 + 3 + 27, rule);
+	for (size_t i = 0; i < nresults; i++) {
+		const struct result *r = &results[i];
+
+		printf("%-12s | %9.2f%9.2f%9.2f%9.2f | %8.2fx%8.2fx%8.2fx\n", r->workload,
+		       r->us_per_pair[SP], r->us_per_pair[SPD], r->us_per_pair[SPW],
+		       r->us_per_pair[IBV], speedup(r, SP), speedup(r, SPD), speedup(r, SPW));
+	}
+
+	printf("\nsystem calls per pair: marking madvise (DONTFORK/DOFORK/WIPEONFORK/KEEPONFORK)\n"
+	       "and populate madvise (libsafepin's pre-fault); VMAs: lines of /proc/self/maps\n"
+	       "at the end of the workload\n\n");
+	printf("%-12s | %-36s | %-27s | %s\n", "", "marking madvise per pair",
+	       "populate per pair", "VMAs at the end");
+	printf("%-12s | %9s%9s%9s%9s | %9s%9s%9s | %9s%9s%9s%9s\n", "workload", "safepin",
+	       "deferred", "windowed", "ibverbs", "safepin", "deferred", "windowed", "safepin",
+	       "deferred", "windowed", "ibverbs");
+	printf("%.*s\n", 12 + 3 + 36 + 3 + 27 + 3 + 36, rule);
+	for (size_t i = 0; i < nresults; i++) {
+		const struct result *r = &results[i];
+
+		printf("%-12s | %9.2f%9.2f%9.2f%9.2f | %9.2f%9.2f%9.2f | %9ld%9ld%9ld%9ld\n",
+		       r->workload, r->mark_calls[SP], r->mark_calls[SPD], r->mark_calls[SPW],
+		       r->mark_calls[IBV], r->populate_calls[SP], r->populate_calls[SPD],
+		       r->populate_calls[SPW], r->vmas[SP], r->vmas[SPD], r->vmas[SPW],
+		       r->vmas[IBV]);
+	}
+
+	printf("\nmemory per live range (RssAnon delta / live ranges, bytes; libsafepin's\n"
+	       "measured in a forked child, where its node memory starts empty):\n");
+	for (size_t i = 0; i < nresults; i++)
+		if (results[i].n >= 10000)
+			printf("  %-11s safepin %6.1f   windowed %6.1f   ibverbs %6.1f\n",
+			       results[i].workload, results[i].bytes_per_range[SP],
+			       results[i].bytes_per_range[SPW], results[i].bytes_per_range[IBV]);
+	printf("\npre-fault of a fresh 256 MiB buffer (4 KiB pages), GiB/s:\n"
+	       "  safepin_pin %.2f   MADV_POPULATE_WRITE %.2f   first touch %.2f\n",
+	       pf[0], pf[1], pf[2]);
+}
+
+static void write_md(FILE *f, const double pf[3])
+{
+	fprintf(f, "Time per pin + unpin pair, and libibverbs' time over each libsafepin "
+		"mode's (above 1x: libsafepin is faster).\n\n");
+	fprintf(f, "| workload | safepin us/pair | deferred us/pair | windowed us/pair "
+		"| libibverbs us/pair | ibverbs / safepin | ibverbs / deferred "
+		"| ibverbs / windowed |\n");
+	fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+	for (size_t i = 0; i < nresults; i++) {
+		const struct result *r = &results[i];
+
+		fprintf(f, "| %s | %.2f | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.2fx |\n",
+			r->workload, r->us_per_pair[SP], r->us_per_pair[SPD],
+			r->us_per_pair[SPW], r->us_per_pair[IBV], speedup(r, SP),
+			speedup(r, SPD), speedup(r, SPW));
+	}
+	fprintf(f, "\nSystem calls per pair: marking madvise (DONTFORK/DOFORK/WIPEONFORK/"
+		"KEEPONFORK) and populate madvise (libsafepin's pre-fault; libibverbs has "
+		"none); VMAs: lines of /proc/self/maps at the end of the workload.\n\n");
+	fprintf(f, "| workload | marking safepin | marking deferred | marking windowed "
+		"| marking libibverbs | populate safepin | populate deferred "
+		"| populate windowed | VMAs safepin | VMAs deferred | VMAs windowed "
+		"| VMAs libibverbs |\n");
+	fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+	for (size_t i = 0; i < nresults; i++) {
+		const struct result *r = &results[i];
+
+		fprintf(f, "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f "
+			"| %ld | %ld | %ld | %ld |\n",
+			r->workload, r->mark_calls[SP], r->mark_calls[SPD], r->mark_calls[SPW],
+			r->mark_calls[IBV], r->populate_calls[SP], r->populate_calls[SPD],
+			r->populate_calls[SPW], r->vmas[SP], r->vmas[SPD], r->vmas[SPW],
+			r->vmas[IBV]);
+	}
+	fprintf(f, "\nMemory per live range: RssAnon delta / live ranges; libsafepin's "
+		"measured in a forked child, where its node memory starts empty.\n\n");
+	fprintf(f, "| live ranges | safepin bytes/range | windowed bytes/range "
+		"| libibverbs bytes/range |\n|---:|---:|---:|---:|\n");
+	for (size_t i = 0; i < nresults; i++)
+		if (results[i].n >= 10000)
+			fprintf(f, "| %ld | %.1f | %.1f | %.1f |\n", results[i].n,
+				results[i].bytes_per_range[SP], results[i].bytes_per_range[SPW],
+				results[i].bytes_per_range[IBV]);
+	fprintf(f, "\n| pre-fault, fresh 256 MiB | GiB/s |\n|---|---:|\n"
+		"| safepin_pin (mark + MADV_POPULATE_WRITE) | %.2f |\n"
+		"| MADV_POPULATE_WRITE alone | %.2f |\n| first touch | %.2f |\n",
+		pf[0], pf[1], pf[2]);
+}
+
+static void write_tsv(const char *prefix)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s.tsv", prefix);
+	if ((f = fopen(path, "w"))) {
+		fprintf(f, "# workload\tsafepin_us\tdeferred_us\twindowed_us\tibverbs_us\n");
+		for (size_t i = 0; i < nresults; i++)
+			if (!results[i].n)
+				fprintf(f, "%s\t%.3f\t%.3f\t%.3f\t%.3f\n", results[i].workload,
+					results[i].us_per_pair[SP], results[i].us_per_pair[SPD],
+					results[i].us_per_pair[SPW], results[i].us_per_pair[IBV]);
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s-live.tsv", prefix);
+	if ((f = fopen(path, "w"))) {
+		fprintf(f, "# live\tsafepin_us\tdeferred_us\twindowed_us\tibverbs_us"
+			"\tsafepin_B\twindowed_B\tibverbs_B\n");
+		for (size_t i = 0; i < nresults; i++)
+			if (results[i].n)
+				fprintf(f, "%ld\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t%.1f\n",
+					results[i].n, results[i].us_per_pair[SP],
+					results[i].us_per_pair[SPD], results[i].us_per_pair[SPW],
+					results[i].us_per_pair[IBV], results[i].bytes_per_range[SP],
+					results[i].bytes_per_range[SPW],
+					results[i].bytes_per_range[IBV]);
+		fclose(f);
+	}
+}
+
 /* --- main ------------------------------------------------------------------ */
 
-static void run_both(const char *name, void (*fn)(struct result *, int, long), long n)
+static void run_all(const char *name, void (*fn)(struct result *, int, long), long n)
 {
 	struct result *r = new_result(name);
 
@@ -601,19 +799,19 @@ int main(int argc, char **argv)
 	}
 	arena = map_faulted(ARENA);
 
-	run_both("rereg-64k", rereg64k, pairs);
-	run_both("rereg-1m", rereg1m, pairs / 10);
-	run_both("rereg-1m-vma", rereg1m_vma, pairs / 100);
-	run_both("rereg-held", wl_rereg_held, pairs);
-	run_both("random", wl_random, pairs);
-	run_both("nested", wl_nested, pairs);
-	run_both("overlap", wl_overlap, pairs);
-	run_both("threads-1", threads1, pairs);
-	run_both("threads-2", threads2, pairs);
+	run_all("rereg-64k", rereg64k, pairs);
+	run_all("rereg-1m", rereg1m, pairs / 10);
+	run_all("rereg-1m-vma", rereg1m_vma, pairs / 100);
+	run_all("rereg-held", wl_rereg_held, pairs);
+	run_all("random", wl_random, pairs);
+	run_all("nested", wl_nested, pairs);
+	run_all("overlap", wl_overlap, pairs);
+	run_all("threads-1", threads1, pairs);
+	run_all("threads-2", threads2, pairs);
 	/* 20x the pairs: a revived pair takes ~0.1 us, and 2 ms of threads
 	 * measure their start-up and scheduling more than their scaling. */
-	run_both("rereg-thr-1", rereg_threads1, pairs * 20);
-	run_both("rereg-thr-2", rereg_threads2, pairs * 20);
+	run_all("rereg-thr-1", rereg_threads1, pairs * 20);
+	run_all("rereg-thr-2", rereg_threads2, pairs * 20);
 	for (size_t i = 0; i < sizeof(lives) / sizeof(lives[0]); i++) {
 		char name[32];
 		struct result *r;
@@ -629,88 +827,13 @@ int main(int argc, char **argv)
 	for (int how = 0; how < 3; how++)
 		pf[how] = prefault_gibs(how, 256u << 20);
 
-	printf("%-12s | %32s | %17s | %26s | %11s | %14s\n", "workload",
-	       "us per pin+unpin", "ibverbs / safepin", "marking madvise per pair",
-	       "populate", "VMAs");
-	printf("%-12s | %10s %10s %10s | %8s %8s | %8s %8s %8s | %11s | %4s %4s %4s\n", "",
-	       "safepin", "deferred", "ibverbs", "safepin", "deferred", "safepin", "deferred",
-	       "ibverbs", "safepin/pair", "sp", "def", "ibv");
-	for (size_t i = 0; i < nresults; i++) {
-		struct result *r = &results[i];
-
-		printf("%-12s | %10.2f %10.2f %10.2f | %7.2fx %7.2fx | %8.2f %8.2f %8.2f | %11.2f "
-		       "| %4ld %4ld %4ld\n",
-		       r->workload, r->us_per_pair[SP], r->us_per_pair[SPD], r->us_per_pair[IBV],
-		       r->us_per_pair[IBV] / r->us_per_pair[SP],
-		       r->us_per_pair[IBV] / r->us_per_pair[SPD], r->mark_calls[SP],
-		       r->mark_calls[SPD], r->mark_calls[IBV], r->populate_calls[SP],
-		       r->vmas[SP], r->vmas[SPD], r->vmas[IBV]);
-	}
-	printf("\nmemory per live range (RssAnon delta / live ranges, bytes):\n");
-	for (size_t i = 0; i < nresults; i++)
-		if (results[i].n >= 10000)
-			printf("  %-11s safepin %6.1f   ibverbs %6.1f\n", results[i].workload,
-			       results[i].bytes_per_range[SP], results[i].bytes_per_range[IBV]);
-	printf("\npre-fault of a fresh 256 MiB buffer (4 KiB pages), GiB/s:\n"
-	       "  safepin_pin %.2f   MADV_POPULATE_WRITE %.2f   first touch %.2f\n",
-	       pf[0], pf[1], pf[2]);
-
+	print_text(pf);
 	if (md && (f = fopen(md, "w"))) {
-		fprintf(f, "| workload | safepin us/pair | safepin deferred | libibverbs us/pair "
-			"| ibverbs/safepin | ibverbs/deferred | marking madvise/pair safepin "
-			"| deferred | libibverbs | populate/pair safepin "
-			"| VMAs safepin | deferred | libibverbs |\n");
-		fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-		for (size_t i = 0; i < nresults; i++) {
-			struct result *r = &results[i];
-
-			fprintf(f, "| %s | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.2f | %.2f | %.2f "
-				"| %.2f | %ld | %ld | %ld |\n",
-				r->workload, r->us_per_pair[SP], r->us_per_pair[SPD],
-				r->us_per_pair[IBV], r->us_per_pair[IBV] / r->us_per_pair[SP],
-				r->us_per_pair[IBV] / r->us_per_pair[SPD], r->mark_calls[SP],
-				r->mark_calls[SPD], r->mark_calls[IBV], r->populate_calls[SP],
-				r->vmas[SP], r->vmas[SPD], r->vmas[IBV]);
-		}
-		fprintf(f, "\n| live ranges | safepin bytes/range | libibverbs bytes/range |\n"
-			"|---:|---:|---:|\n");
-		for (size_t i = 0; i < nresults; i++)
-			if (results[i].n >= 10000)
-				fprintf(f, "| %ld | %.1f | %.1f |\n", results[i].n,
-					results[i].bytes_per_range[SP],
-					results[i].bytes_per_range[IBV]);
-		fprintf(f, "\n| pre-fault, fresh 256 MiB | GiB/s |\n|---|---:|\n"
-			"| safepin_pin (mark + MADV_POPULATE_WRITE) | %.2f |\n"
-			"| MADV_POPULATE_WRITE alone | %.2f |\n| first touch | %.2f |\n",
-			pf[0], pf[1], pf[2]);
+		write_md(f, pf);
 		fclose(f);
 	}
-	if (tsv) {
-		char path[512];
-
-		snprintf(path, sizeof(path), "%s.tsv", tsv);
-		if ((f = fopen(path, "w"))) {
-			fprintf(f, "# workload\tsafepin_us\tdeferred_us\tibverbs_us\n");
-			for (size_t i = 0; i < nresults; i++)
-				if (!results[i].n)
-					fprintf(f, "%s\t%.3f\t%.3f\t%.3f\n", results[i].workload,
-						results[i].us_per_pair[SP], results[i].us_per_pair[SPD],
-						results[i].us_per_pair[IBV]);
-			fclose(f);
-		}
-		snprintf(path, sizeof(path), "%s-live.tsv", tsv);
-		if ((f = fopen(path, "w"))) {
-			fprintf(f, "# live\tsafepin_us\tdeferred_us\tibverbs_us\tsafepin_B\tibverbs_B\n");
-			for (size_t i = 0; i < nresults; i++)
-				if (results[i].n)
-					fprintf(f, "%ld\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\n", results[i].n,
-						results[i].us_per_pair[SP], results[i].us_per_pair[SPD],
-						results[i].us_per_pair[IBV],
-						results[i].bytes_per_range[SP],
-						results[i].bytes_per_range[IBV]);
-			fclose(f);
-		}
-	}
+	if (tsv)
+		write_tsv(tsv);
 	munmap(arena, ARENA);
 	return 0;
 }
