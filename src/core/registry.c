@@ -721,8 +721,9 @@ int registry_pin(uintptr_t addr, size_t len)
  * A pin inside open windows (registry_window.c): counted without a VMA
  * lookup or a madvise(), then pagemap must show every page present and
  * exclusively ours (which also says anonymous and private).  Return 0
- * (pinned; lock released), or -EAGAIN with the lock held and nothing
- * changed: take the full path, which faults the pages in.
+ * (pinned) or -errno (nothing changed) with the lock released, or -EAGAIN
+ * with the lock held and nothing changed: take the full path, which
+ * faults the pages in.
  */
 static int pin_in_windows(uintptr_t addr, size_t len)
 {
@@ -740,11 +741,15 @@ static int pin_in_windows(uintptr_t addr, size_t len)
 		return 0;
 	}
 	drop_locked(addr, len, &ext);
-	return -EAGAIN;
+	if (!ready)
+		return -EAGAIN;
+	registry_unlock();
+	return ready;	/* pagemap could not be opened: as the full path's pre-fault */
 }
 
 int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl)
 {
+	struct windows_opened opened = { .n = 0 };
 	struct vma_list vmas = { 0 };
 	struct reg_extent ext;
 	uint64_t faulted = 0, cow_unbroken = 0;
@@ -758,15 +763,21 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 		registry_unlock();
 		return 0;
 	}
-	if (!pl && registry_state.windows.n && !pin_in_windows(addr, len))
-		return 0;
+	if (!pl && registry_state.windows.n) {
+		ret = pin_in_windows(addr, len);
+		if (ret != -EAGAIN)
+			return ret;
+	}
 	ret = describe_range(addr, len, &vmas, &ext);
 	if (!ret && registry_state.windows.n)
 		trusted = registry_meets_window_locked(ext.start, ext.end);
-	if (!ret && registry_state.windowed && registry_open_windows_locked(&vmas, &ext) > 0) {
-		/* The windows' marks moved VMA bounds the marking reads. */
-		vmas.n = 0;
-		ret = describe_range(addr, len, &vmas, &ext);
+	if (!ret && registry_state.windowed) {
+		ret = registry_open_windows_locked(&vmas, &ext, &opened);
+		if (ret > 0) {
+			/* The windows' marks moved VMA bounds the marking reads. */
+			vmas.n = 0;
+			ret = describe_range(addr, len, &vmas, &ext);
+		}
 	}
 	/* Parked registrations this pin covers whole, or shares pages with:
 	 * see registry_deferred.c. */
@@ -785,6 +796,8 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 	/* Counted by a window already open: trusted like a revival. */
 	if (!ret && trusted)
 		registry_trust_until_fork_locked(&ext);
+	if (ret)
+		registry_close_opened_locked(&opened);
 	/* Parked registrations and windows hold VMA splits: give them back and retry once. */
 	if (ret == -ENOMEM && (registry_state.parked.nr_live || registry_state.windows.n) &&
 	    !registry_flush_all_locked()) {
@@ -801,10 +814,12 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 	if (protect)
 		ret = prefault(&vmas, &ext, pl, &faulted, &cow_unbroken);
 	registry_lock();
-	if (ret)
+	if (ret) {
 		drop_locked(addr, len, &ext);
-	else
+		registry_close_opened_locked(&opened);
+	} else {
 		lifetime_pinned_locked(addr, len, &ext);
+	}
 	registry_state.prefaulted_pages += faulted;
 	registry_state.cow_unbroken_pages += cow_unbroken;
 	registry_unlock();

@@ -167,11 +167,21 @@ void registry_windows_init(void);
 int registry_pin_in_windows_locked(uintptr_t addr, size_t len, struct reg_extent *ext);
 /* Whether [start, end) meets an open window. */
 bool registry_meets_window_locked(uintptr_t start, uintptr_t end);
+/* The windows one pin opened, closed again if the pin fails. */
+struct windows_opened {
+	uintptr_t key[2];
+	int n;
+};
+
 /*
  * Before the full path counts @ext over @vmas: open windows on the blocks
- * it covers in part.  How many were opened (their marks moved VMA bounds).
+ * it covers in part, noted in @opened.  How many were opened (their marks
+ * moved VMA bounds), or -errno with none opened.
  */
-int registry_open_windows_locked(const struct vma_list *vmas, const struct reg_extent *ext);
+int registry_open_windows_locked(const struct vma_list *vmas, const struct reg_extent *ext,
+				 struct windows_opened *opened);
+/* Close the windows of @opened still open (the pin that opened them failed). */
+void registry_close_opened_locked(struct windows_opened *opened);
 /* Close every window: 0, or -ENOMEM (those left stay open). */
 int registry_close_windows_locked(void);
 /*

@@ -173,13 +173,16 @@ static bool window_fits(const struct vma_info *v)
 	return (v->flags & (VMA_READ | VMA_WRITE)) == (VMA_READ | VMA_WRITE);
 }
 
-/* The VMAs of a block, without a hole, each fitting; else -EINVAL. */
+/* Returned for a block whose memory does not fit a window: no error. */
+#define DOES_NOT_FIT 1
+
+/* The VMAs of a block, without a hole, each fitting; else DOES_NOT_FIT. */
 static int collect_fitting(void *ctx, const struct vma_info *vma)
 {
 	struct vma_list *l = ctx;
 
 	if (vma->start > l->want || !window_fits(vma))
-		return -EINVAL;
+		return DOES_NOT_FIT;
 	if (vma_push(&l->v, &l->n, &l->cap, vma))
 		return -ENOMEM;
 	l->want = vma->end;
@@ -201,7 +204,7 @@ static int open_window(uintptr_t key)
 
 	ret = vm_for_each_vma(ws, we, collect_fitting, &l);
 	if (!ret && l.want < we)
-		ret = -EINVAL;
+		ret = DOES_NOT_FIT;
 	if (ret)
 		goto out;
 	if (registry_state.windows.n == registry_state.windows.max &&
@@ -225,11 +228,18 @@ out:
 	return ret;
 }
 
-int registry_open_windows_locked(const struct vma_list *vmas, const struct reg_extent *ext)
+/*
+ * A window that cannot open because its memory does not fit is no error
+ * (the pin marks its own pages); any other failure is the pin's, so that a
+ * pin that fails leaves no window behind: nothing changed.
+ */
+int registry_open_windows_locked(const struct vma_list *vmas, const struct reg_extent *ext,
+				 struct windows_opened *opened)
 {
 	uintptr_t key[2] = { block_of(ext->start), block_of(ext->end - 1) };
-	int opened = 0;
+	int ret;
 
+	opened->n = 0;
 	if (!registry_state.windowed || registry_state.unprotected || !vmas->n ||
 	    registry_state.policy != SAFEPIN_POLICY_DONTFORK)
 		return 0;
@@ -243,10 +253,42 @@ int registry_open_windows_locked(const struct vma_list *vmas, const struct reg_e
 		if ((ext->start <= ws && ext->end >= we) ||
 		    block_set_has(&registry_state.windows, key[i]) || !window_fits(v))
 			continue;
-		if (!open_window(key[i]))
-			opened++;
+		ret = open_window(key[i]);
+		if (!ret) {
+			opened->key[opened->n++] = key[i];
+		} else if (ret != DOES_NOT_FIT) {
+			registry_close_opened_locked(opened);
+			return ret;
+		}
 	}
-	return opened;
+	return opened->n;
+}
+
+/* Take window @key out of the counts; its 1->0 runs join @b. 0 or -ENOMEM (it stays). */
+static int close_window(uintptr_t key, struct unmark_batch *b)
+{
+	uintptr_t ws = key << WINDOW_SHIFT;
+
+	if (range_map_reserve(&registry_state.pages))
+		return -ENOMEM;
+	range_map_sub(&registry_state.pages, ws, ws + WINDOW_SIZE, registry_batch_run, b);
+	block_set_del(&registry_state.windows, key);
+	return 0;
+}
+
+void registry_close_opened_locked(struct windows_opened *opened)
+{
+	struct unmark_batch b = { .run = NULL };
+
+	for (int i = 0; i < opened->n; i++) {
+		if (block_set_has(&registry_state.windows, opened->key[i]) &&
+		    close_window(opened->key[i], &b)) {
+			registry_state.failures++;
+			sp_log(SP_LOG_ERROR, "out of memory closing a window: it stays open");
+		}
+	}
+	opened->n = 0;
+	registry_batch_apply(&b);
 }
 
 int registry_close_windows_locked(void)
@@ -259,17 +301,13 @@ int registry_close_windows_locked(void)
 	while (n < MAX_WINDOWS && block_set_next(&registry_state.windows, &pos, &key))
 		closing[n++] = key;
 	for (size_t i = 0; i < n; i++) {
-		uintptr_t ws = closing[i] << WINDOW_SHIFT;
-
-		if (range_map_reserve(&registry_state.pages)) {
+		if (close_window(closing[i], &b)) {
 			registry_state.failures++;
 			sp_log(SP_LOG_ERROR, "out of memory closing windows: %zu stay open",
 			       n - i);
 			ret = -ENOMEM;
 			break;
 		}
-		range_map_sub(&registry_state.pages, ws, ws + WINDOW_SIZE, registry_batch_run, &b);
-		block_set_del(&registry_state.windows, closing[i]);
 	}
 	registry_batch_apply(&b);
 	/* Unmarked windows merge back with the pieces between them. */

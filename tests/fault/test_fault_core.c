@@ -114,7 +114,62 @@ static int fork_op(void)
 	return 0;
 }
 
+/*
+ * Windowed unmarking (registry_window.c) needs whole 2 MiB blocks of
+ * private memory: wblk is block-aligned, with a block of margin on both
+ * sides.  Opening a window is part of the pin: a failure anywhere leaves
+ * no window behind.
+ */
+#define WBLOCK (2ul << 20)
+static char *wmap, *wblk;
+
+static int pin_w(void)
+{
+	return safepin_pin(wblk + 5 * PAGE + 100, 3 * PAGE, 0) ? errno : 0;
+}
+
+static void undo_pin_w(void)
+{
+	must(safepin_unpin(wblk + 5 * PAGE + 100, 3 * PAGE) ? errno : 0, "unpin w");
+}
+
+static void windowed(void)
+{
+	must(-safepin_set_unmark(SAFEPIN_UNMARK_WINDOWED), "windowed");
+}
+
+/* Back to the start state: released, and the window the pin opened closed. */
+static void undo_pin_w_and_flush(void)
+{
+	undo_pin_w();
+	must(-safepin_flush(), "flush");
+}
+
+/*
+ * A window open on wblk's block, nothing live in it, and the pages pin_w()
+ * takes written in this child (fault_run() forks it: they were shared
+ * copy-on-write with the parent, which sends a pin to the full path).
+ */
+static void window_open(void)
+{
+	memset(wblk, 2, 16 * PAGE);
+	windowed();
+	must(safepin_pin(wblk + 300 * PAGE, PAGE, 0) ? errno : 0, "pin w2");
+	must(safepin_unpin(wblk + 300 * PAGE, PAGE) ? errno : 0, "unpin w2");
+}
+
+/* Windowed, and a window opened and closed once: the bookkeeping memory is mapped. */
+static void window_closed(void)
+{
+	window_open();
+	must(-safepin_flush(), "flush");
+}
+
 static const struct scenario scenarios[] = {
+	{ "windowed: pin opening a window", window_closed, pin_w, undo_pin_w_and_flush,
+	  TOLERATE_NONE, true },
+	{ "windowed: pin in an open window", window_open, pin_w, undo_pin_w, TOLERATE_NONE,
+	  true },
 	{ "pin, fresh registry", nothing, pin_r, undo_pin_r, TOLERATE_NONE, false },
 	{ "pin over live registrations", overlapping, pin_r, undo_pin_r, TOLERATE_NONE, true },
 	{ "pin, zero-fill policy", zero_fill_overlapping, pin_r, undo_pin_r, TOLERATE_NONE, true },
@@ -529,6 +584,11 @@ int main(void)
 		return 1;
 	for (size_t i = 0; i < 12 * PAGE; i++)
 		fault_buf[i] = (char)i;
+	wmap = mmap(NULL, 4 * WBLOCK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (wmap == MAP_FAILED || madvise(wmap, 4 * WBLOCK, MADV_NOHUGEPAGE))
+		return 1;
+	memset(wmap, 1, 4 * WBLOCK);
+	wblk = (char *)(((uintptr_t)wmap + WBLOCK - 1) & ~(WBLOCK - 1)) + WBLOCK;
 	/* The library initialises (and probes MADV_POPULATE_WRITE) once, here. */
 	if (safepin_pin(fault_buf, PAGE, 0) || safepin_unpin(fault_buf, PAGE))
 		return 1;
