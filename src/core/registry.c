@@ -65,6 +65,7 @@ void registry_init(void)
 	range_map_init(&registry_state.edges, &alloc);
 	reg_table_init(&registry_state.regs, &alloc);
 	reg_table_init(&registry_state.parked, &alloc);
+	reg_table_init(&registry_state.wregs, &alloc);
 	registry_state.policy = config_default_policy();
 	unmark = config_default_unmark();
 	registry_state.defer_unmark = unmark != SAFEPIN_UNMARK_IMMEDIATE;
@@ -124,6 +125,7 @@ void registry_reset_in_child(void)
 	range_map_forget(&registry_state.edges);
 	reg_table_forget(&registry_state.regs);
 	reg_table_forget(&registry_state.parked);
+	reg_table_forget(&registry_state.wregs);
 	recent_set_clear(&registry_state.unpinned);
 	registry_forget_revived();
 	registry_forget_windows();
@@ -732,15 +734,15 @@ static int pin_in_windows(uintptr_t addr, size_t len)
 
 	if (registry_pin_in_windows_locked(addr, len, &ext))
 		return -EAGAIN;
+	/* No audit here (it hashes the pages): nothing in it needs them faulted. */
+	lifetime_pinned_locked(addr, len, &ext);
 	registry_unlock();
 	ready = vm_pages_exclusive(ext.start, ext.end);
-	registry_lock();
-	if (ready == 1) {
-		lifetime_pinned_locked(addr, len, &ext);
-		registry_unlock();
+	if (ready == 1)
 		return 0;
-	}
-	drop_locked(addr, len, &ext);
+	registry_lock();
+	lifetime_unpinned_locked(&ext);
+	registry_drop_in_windows_locked(addr, len, &ext);
 	if (!ready)
 		return -EAGAIN;
 	registry_unlock();
@@ -840,14 +842,20 @@ static int unpin(uintptr_t addr, size_t len, bool may_park)
 	ret = registry_unpin_violated_locked(addr, len);
 	if (ret != -ENOENT)
 		goto out;
+	may_park = may_park && registry_state.defer_unmark && registry_marks_locked();
 	ret = reg_table_find(&registry_state.regs, addr, len, &ext);
+	if (ret == -ENOENT && registry_state.wregs.nr_live) {
+		ret = registry_unpin_in_windows_locked(addr, len, may_park);
+		if (ret != -EAGAIN)
+			goto out;
+		ret = reg_table_find(&registry_state.regs, addr, len, &ext);	/* settled */
+	}
 	if (!ret)
 		ret = range_map_reserve(&registry_state.pages);
 	if (!ret)
 		ret = range_map_reserve(&registry_state.edges);
 	if (!ret) {
-		if (!may_park || !registry_state.defer_unmark || !registry_marks_locked() ||
-		    registry_park_locked(addr, len))
+		if (!may_park || registry_park_locked(addr, len))
 			drop_locked(addr, len, &ext);
 		lifetime_unpinned_locked(&ext);
 	}
@@ -872,7 +880,7 @@ int registry_set_policy(enum safepin_policy policy)
 
 	registry_lock();
 	/* Parked marks follow the old policy: flushed before it changes. */
-	if (registry_state.regs.nr_live)
+	if (registry_state.regs.nr_live || registry_state.wregs.nr_live)
 		ret = -EBUSY;
 	else if (!(ret = registry_flush_all_locked()))
 		registry_state.policy = policy;
@@ -900,7 +908,7 @@ void registry_count_failure(void)
 void registry_read_stats(struct safepin_stats *out)
 {
 	registry_lock();
-	out->live_registrations = registry_state.regs.nr_live;
+	out->live_registrations = registry_state.regs.nr_live + registry_state.wregs.nr_live;
 	out->pages_marked = registry_state.pages_marked;
 	out->madvise_calls = registry_state.madvise_calls;
 	out->prefaulted_pages = registry_state.prefaulted_pages;

@@ -39,6 +39,7 @@ struct registry_state {
 	bool defer_unmark;
 	bool windowed;			/* SAFEPIN_UNMARK_WINDOWED: see registry_window.c */
 	struct block_set windows;	/* 2 MiB blocks marked whole, in the counts */
+	struct reg_table wregs;		/* pinned inside open windows: not in the counts */
 	struct edge_snapshot snapshot;	/* taken while a fork() is in progress */
 	enum safepin_policy policy;
 	bool unprotected;		/* test-only */
@@ -161,10 +162,31 @@ void registry_forget_revived(void);
 /* ---- registry_window.c: the caller holds the lock ---- */
 void registry_windows_init(void);
 /*
- * Pin (addr, len) lying in open windows: counted, not yet pre-faulted.
- * Return 0, -ENOENT (not all in windows: take the full path) or -ENOMEM.
+ * Pin (addr, len) lying in open windows: recorded in wregs, not yet
+ * pre-faulted.  Return 0, -ENOENT (not all in windows: take the full
+ * path) or -ENOMEM.
  */
 int registry_pin_in_windows_locked(uintptr_t addr, size_t len, struct reg_extent *ext);
+/* Undo that pin (its pages could not be shown ready). */
+void registry_drop_in_windows_locked(uintptr_t addr, size_t len, const struct reg_extent *ext);
+/*
+ * Release a pin recorded in wregs: 0, -ENOENT (not there) or -ENOMEM
+ * (nothing changed).  With @may_park, a range released before (the
+ * registration-cache pattern) is settled instead and -EAGAIN returned: the
+ * caller parks it from the live table, so that it revives for free.
+ */
+int registry_unpin_in_windows_locked(uintptr_t addr, size_t len, bool may_park);
+/*
+ * Count the pins of wregs in the page map and move them to the live
+ * table, as every other registration: before windows close and before
+ * anything walks the live table.  0, or -ENOMEM (those left stay).
+ */
+int registry_settle_windows_locked(void);
+static inline void registry_settle_windows(void)
+{
+	if (registry_state.wregs.nr_live)
+		(void)registry_settle_windows_locked();
+}
 /* Whether [start, end) meets an open window. */
 bool registry_meets_window_locked(uintptr_t start, uintptr_t end);
 /* The windows one pin opened, closed again if the pin fails. */

@@ -49,6 +49,7 @@ bool registry_marks_locked(void)
 int registry_set_cookie_locked(uintptr_t addr, size_t len, const struct reg_extent *ext,
 			       uint64_t cookie)
 {
+	registry_settle_windows();
 	return reg_table_set_cookie(&registry_state.regs, addr, len, ext, cookie);
 }
 
@@ -216,6 +217,7 @@ size_t registry_violation_locked(uintptr_t start, uintptr_t end, bool gone,
 	struct violated **tail = &violated_head;
 	size_t total = 0;
 
+	registry_settle_windows();
 	if (!registry_counted_locked(start, end))
 		return 0;
 	if (registry_state.parked.nr_live)
@@ -277,6 +279,7 @@ size_t registry_overlapping_locked(uintptr_t start, uintptr_t end, struct lt_hit
 	struct lt_collect c = { .start = start, .end = end, .bytes = true };
 	size_t total = 0;
 
+	registry_settle_windows();
 	if (!registry_counted_locked(start & ~(uintptr_t)(vm_base_page_size() - 1), end))
 		return 0;
 	(void)reg_table_walk(&registry_state.regs, lt_collect_one, &c);
@@ -311,7 +314,10 @@ int registry_unpin_violated_locked(uintptr_t addr, size_t len)
 int registry_walk_locked(int (*fn)(void *ctx, const struct lt_reg *r), void *ctx)
 {
 	struct lt_collect c = { .start = 0, .end = UINTPTR_MAX };
-	int ret = reg_table_walk(&registry_state.regs, lt_collect_one, &c);
+	int ret;
+
+	registry_settle_windows();
+	ret = reg_table_walk(&registry_state.regs, lt_collect_one, &c);
 
 	for (size_t i = 0; !ret && i < c.n; i++)
 		ret = fn(ctx, &c.r[i]);

@@ -14,7 +14,10 @@
  * counted and marked: no madvise(), no VMA lookup; one read of
  * /proc/self/pagemap checks that its pages are present and mapped by this
  * process alone (which also means private and anonymous), else the full
- * path faults them in.  Its release makes no system call either.
+ * path faults them in.  While its windows are open, its pages need no
+ * count of their own either: it is recorded in registry_state.wregs only,
+ * and counted ("settled") when a window closes or anything walks the
+ * live registrations.  Its release makes no system call either.
  *
  * Marking is only observed at fork.  The prepare handler of every fork()
  * closes the windows before anything else (registry_before_fork_locked()):
@@ -34,6 +37,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "lifetime.h"
 #include "log.h"
 #include "registry.h"
 #include "registry_internal.h"
@@ -139,23 +143,77 @@ int registry_pin_in_windows_locked(uintptr_t addr, size_t len, struct reg_extent
 	for (uintptr_t b = block_of(ext->start); b <= block_of(ext->end - 1); b++)
 		if (!block_set_has(&registry_state.windows, b))
 			return -ENOENT;
-	ret = reg_table_add(&registry_state.regs, addr, len, ext);
+	/* The audit hashes the pages into the live table's entry. */
+	if (audit_pfns_enabled())
+		return -ENOENT;
+	ret = reg_table_add(&registry_state.wregs, addr, len, ext);
 	if (ret)
 		return ret;
 	ret = registry_edges_add(ext);
-	if (ret)
-		goto out_reg;
-	/* The windows count every page: there is no 0->1 run to mark. */
-	ret = range_map_add(&registry_state.pages, ext->start, ext->end, NULL, 0);
-	if (ret)
-		goto out_edges;
+	if (ret) {
+		reg_table_del(&registry_state.wregs, addr, len, ext);
+		return ret;
+	}
 	registry_trust_until_fork_locked(ext);
 	return 0;
-out_edges:
+}
+
+void registry_drop_in_windows_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
+{
 	registry_edges_sub(ext);
-out_reg:
-	reg_table_del(&registry_state.regs, addr, len, ext);
+	reg_table_del(&registry_state.wregs, addr, len, ext);
+}
+
+/* Move one pin from wregs to the live table, counted. 0, or -ENOMEM (it stays). */
+static int settle_one(const struct reg_pick *p)
+{
+	struct reg_extent moved;
+	int ret;
+
+	/* Its windows count every page: there is no 0->1 run to mark. */
+	ret = range_map_add(&registry_state.pages, p->ext.start, p->ext.end, NULL, 0);
+	if (ret)
+		return ret;
+	ret = reg_table_move(&registry_state.wregs, &registry_state.regs, p->addr, p->len, &moved);
+	if (ret)
+		range_map_sub(&registry_state.pages, p->ext.start, p->ext.end, NULL, NULL);
 	return ret;
+}
+
+int registry_unpin_in_windows_locked(uintptr_t addr, size_t len, bool may_park)
+{
+	struct reg_pick p = { .addr = addr, .len = len };
+	int ret = reg_table_find(&registry_state.wregs, addr, len, &p.ext);
+
+	if (ret)
+		return ret;
+	if (may_park) {
+		if (recent_set_has(&registry_state.unpinned, addr, len) && !settle_one(&p))
+			return -EAGAIN;
+		recent_set_add(&registry_state.unpinned, addr, len);
+	}
+	ret = range_map_reserve(&registry_state.edges);
+	if (ret)
+		return ret;
+	registry_drop_in_windows_locked(addr, len, &p.ext);
+	lifetime_unpinned_locked(&p.ext);
+	return 0;
+}
+
+int registry_settle_windows_locked(void)
+{
+	while (registry_state.wregs.nr_live) {
+		struct reg_pick p = { .start = 0, .end = UINTPTR_MAX };
+
+		(void)reg_table_walk(&registry_state.wregs, registry_pick_entry, &p);
+		if (settle_one(&p)) {
+			registry_state.failures++;
+			sp_log(SP_LOG_ERROR, "out of memory counting registrations in windows: "
+			       "%zu keep their windows open", registry_state.wregs.nr_live);
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 /*
@@ -280,6 +338,11 @@ void registry_close_opened_locked(struct windows_opened *opened)
 {
 	struct unmark_batch b = { .run = NULL };
 
+	if (opened->n && registry_settle_windows_locked()) {
+		opened->n = 0;
+		return;
+	}
+
 	for (int i = 0; i < opened->n; i++) {
 		if (block_set_has(&registry_state.windows, opened->key[i]) &&
 		    close_window(opened->key[i], &b)) {
@@ -298,6 +361,8 @@ int registry_close_windows_locked(void)
 	uintptr_t key;
 	int ret = 0;
 
+	if (registry_settle_windows_locked())
+		return -ENOMEM;
 	while (n < MAX_WINDOWS && block_set_next(&registry_state.windows, &pos, &key))
 		closing[n++] = key;
 	for (size_t i = 0; i < n; i++) {
@@ -322,6 +387,8 @@ void registry_drop_windows_locked(uintptr_t start, uintptr_t end,
 	uintptr_t key;
 
 	block_set_clear(&clean_blocks);	/* what was there may be mapped anew */
+	if (registry_settle_windows_locked())
+		return;
 	while (window_meeting(start, end, &key)) {
 		uintptr_t ws = key << WINDOW_SHIFT, we = ws + WINDOW_SIZE;
 
