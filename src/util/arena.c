@@ -6,6 +6,8 @@
 
 #define CHUNK_SIZE (64u << 10)
 #define CLASS_SIZE 32u
+#define SMALL_CLASSES 4		/* 32, 64, 96, 128 bytes; then 256, 512, 1024 */
+#define BIG_ALIGN 64u		/* B-tree nodes: whole cache lines */
 
 struct arena_chunk {
 	struct arena_chunk *next;
@@ -33,22 +35,38 @@ void arena_release(struct arena *a)
 
 static size_t class_of(size_t size)
 {
-	return (size + CLASS_SIZE - 1) / CLASS_SIZE - 1;
+	size_t cls = SMALL_CLASSES, bytes = 4 * CLASS_SIZE;
+
+	if (size <= bytes)
+		return (size + CLASS_SIZE - 1) / CLASS_SIZE - 1;
+	for (bytes *= 2; bytes < size; bytes *= 2)
+		cls++;
+	return cls;
+}
+
+static size_t class_bytes(size_t cls)
+{
+	if (cls < SMALL_CLASSES)
+		return (cls + 1) * CLASS_SIZE;
+	return (size_t)4 * CLASS_SIZE << (cls - SMALL_CLASSES + 1);
 }
 
 static void *arena_alloc(void *ctx, size_t size)
 {
 	struct arena *a = ctx;
-	size_t cls = class_of(size), bytes = (cls + 1) * CLASS_SIZE;
+	size_t cls = class_of(size), bytes = class_bytes(cls), align;
 	void *p;
 
 	if (!size || cls >= ARENA_CLASSES)
 		return NULL;
+	align = cls < SMALL_CLASSES ? CLASS_SIZE : BIG_ALIGN;
 	if (a->free[cls]) {
 		p = a->free[cls];
 		a->free[cls] = a->free[cls]->next;
 	} else {
-		if (!a->cursor || (size_t)(a->limit - a->cursor) < bytes) {
+		if (a->cursor)
+			a->cursor += -(uintptr_t)a->cursor & (align - 1);
+		if (!a->cursor || a->cursor > a->limit || (size_t)(a->limit - a->cursor) < bytes) {
 			struct arena_chunk *c = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE,
 						     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -75,7 +93,7 @@ static void arena_free(void *ctx, void *ptr, size_t size)
 
 	f->next = a->free[cls];
 	a->free[cls] = f;
-	a->bytes_in_use -= (cls + 1) * CLASS_SIZE;
+	a->bytes_in_use -= class_bytes(cls);
 }
 
 struct node_alloc arena_node_alloc(struct arena *a)

@@ -15,19 +15,19 @@
 struct arena_chunk;
 struct arena_free;
 
-#define ARENA_CLASSES 4
+#define ARENA_CLASSES 7	/* 32, 64, 96, 128, 256, 512, 1024 bytes */
 
 struct arena {
 	struct arena_chunk *chunks;
 	char *cursor, *limit;			/* bump area of the newest chunk */
-	struct arena_free *free[ARENA_CLASSES];	/* per 32-byte size class */
+	struct arena_free *free[ARENA_CLASSES];	/* per size class */
 	size_t bytes_in_use;
 };
 
 void arena_init(struct arena *a);
 /* Unmap every chunk; the arena is empty and usable afterwards. */
 void arena_release(struct arena *a);
-/* A node_alloc that allocates from @a (objects up to 128 bytes). */
+/* A node_alloc that allocates from @a (objects up to 1 KiB: B-tree nodes). */
 struct node_alloc arena_node_alloc(struct arena *a);
 
 #endif

@@ -378,60 +378,6 @@ static void insert_child(struct btree *t, struct btree_node *left, struct btree_
 	insert_child(t, p, q, up);
 }
 
-int btree_insert_at(struct btree *t, struct btree_cursor *c, const void *item)
-{
-	struct btree_node *leaf, *r;
-	unsigned int idx, mid;
-
-	if (!t->root) {
-		if (btree_reserve(t, 1))
-			return -ENOMEM;
-		t->root = node_get(t, 1);
-		t->height = 1;
-		*c = (struct btree_cursor){ t->root, 0 };
-	}
-	leaf = c->leaf;
-	idx = c->idx;
-	if (btree_reserve(t, split_need(t, leaf)))
-		return -ENOMEM;
-	if (leaf->n == t->leaf_cap) {
-		/*
-		 * Appending at the very end (ascending inserts) leaves the left
-		 * leaf full and starts a short last leaf, the one leaf allowed
-		 * below the minimum until a delete rebalances it.
-		 */
-		mid = idx == leaf->n && !leaf->next ? leaf->n : leaf->n / 2u;
-		r = node_get(t, 1);
-		r->n = (uint16_t)(leaf->n - mid);
-		memcpy(item_of(t, r, 0), item_of(t, leaf, mid), (size_t)r->n * t->item_size);
-		leaf->n = (uint16_t)mid;
-		r->prev = leaf;
-		r->next = leaf->next;
-		if (leaf->next)
-			leaf->next->prev = r;
-		leaf->next = r;
-		if (idx >= mid) {
-			leaf = r;
-			idx -= mid;
-		}
-		memmove(item_of(t, leaf, idx + 1), item_of(t, leaf, idx),
-			(size_t)(leaf->n - idx) * t->item_size);
-		memcpy(item_of(t, leaf, idx), item, t->item_size);
-		leaf->n++;
-		insert_child(t, r->prev, r, item_of(t, r, 0));
-	} else {
-		memmove(item_of(t, leaf, idx + 1), item_of(t, leaf, idx),
-			(size_t)(leaf->n - idx) * t->item_size);
-		memcpy(item_of(t, leaf, idx), item, t->item_size);
-		leaf->n++;
-	}
-	if (idx == 0)
-		fix_separator(t, leaf);
-	t->nr_items++;
-	*c = (struct btree_cursor){ leaf, idx };
-	return 0;
-}
-
 /* --- delete ------------------------------------------------------------- */
 
 static void inner_remove(struct btree *t, struct btree_node *p, unsigned int pos)
@@ -551,6 +497,144 @@ void btree_delete_at(struct btree *t, struct btree_cursor *c)
 	}
 	if (leaf->n < min_of(t, leaf))
 		rebalance(t, leaf);
+}
+
+/* --- insert into a leaf ------------------------------------------------- */
+
+/* Appending at the very end: ascending inserts, which leave leaves full. */
+static bool appending(const struct btree_node *leaf, unsigned int idx)
+{
+	return idx == leaf->n && !leaf->next;
+}
+
+/*
+ * A neighbour under the same parent that a full @leaf can pass items to,
+ * rather than split: leaves stay fuller, and no node is needed.  NULL if
+ * neither has room for two.
+ */
+static struct btree_node *spill_target(const struct btree *t, const struct btree_node *leaf,
+				       unsigned int *ci)
+{
+	struct btree_node *p = leaf->parent, *l, *r;
+	unsigned int room_l = 0, room_r = 0;
+
+	if (!p)
+		return NULL;
+	*ci = child_index(p, leaf);
+	l = *ci ? kids(p)[*ci - 1] : NULL;
+	r = *ci + 1u < p->n ? kids(p)[*ci + 1] : NULL;
+	if (l)
+		room_l = t->leaf_cap - l->n;
+	if (r)
+		room_r = t->leaf_cap - r->n;
+	if (room_l < 2 && room_r < 2)
+		return NULL;
+	return room_r >= room_l ? r : l;
+}
+
+size_t btree_insert_need(const struct btree *t, const struct btree_cursor *c)
+{
+	unsigned int ci;
+
+	if (!c->leaf)
+		return 1;
+	if (c->leaf->n == t->leaf_cap && !appending(c->leaf, c->idx) &&
+	    spill_target(t, c->leaf, &ci))
+		return 0;
+	return split_need(t, c->leaf);
+}
+
+static void leaf_put(struct btree *t, struct btree_node *leaf, unsigned int idx, const void *item)
+{
+	memmove(item_of(t, leaf, idx + 1), item_of(t, leaf, idx),
+		(size_t)(leaf->n - idx) * t->item_size);
+	memcpy(item_of(t, leaf, idx), item, t->item_size);
+	leaf->n++;
+}
+
+/* Split full @leaf for an item at @idx; return the half it goes to, @idx adjusted. */
+static struct btree_node *split_leaf(struct btree *t, struct btree_node *leaf, unsigned int *idx)
+{
+	/*
+	 * Appending at the very end leaves the left leaf full and starts a
+	 * short last leaf, the one leaf allowed below the minimum until a
+	 * delete rebalances it.
+	 */
+	unsigned int mid = appending(leaf, *idx) ? leaf->n : leaf->n / 2u;
+	struct btree_node *r = node_get(t, 1);
+
+	r->n = (uint16_t)(leaf->n - mid);
+	memcpy(item_of(t, r, 0), item_of(t, leaf, mid), (size_t)r->n * t->item_size);
+	leaf->n = (uint16_t)mid;
+	r->prev = leaf;
+	r->next = leaf->next;
+	if (leaf->next)
+		leaf->next->prev = r;
+	leaf->next = r;
+	if (*idx < mid)
+		return leaf;
+	*idx -= mid;
+	return r;
+}
+
+/* Make room in full @leaf by passing items to @sib (at @ci +- 1); the same contract. */
+static struct btree_node *spill(struct btree *t, struct btree_node *leaf, unsigned int ci,
+				struct btree_node *sib, unsigned int *idx)
+{
+	struct btree_node *p = leaf->parent;
+	unsigned int m = (t->leaf_cap - sib->n + 1u) / 2u, old = sib->n;
+
+	if (sib == leaf->next) {
+		shift_right(t, p, ci + 1, leaf, sib, m);
+		if (*idx <= leaf->n)
+			return leaf;
+		*idx -= leaf->n;
+		return sib;
+	}
+	shift_left(t, p, ci, sib, leaf, m);
+	if (*idx < m || (*idx == m && sib->n < t->leaf_cap)) {
+		*idx += old;
+		return sib;
+	}
+	*idx -= m;
+	return leaf;
+}
+
+int btree_insert_at(struct btree *t, struct btree_cursor *c, const void *item)
+{
+	struct btree_node *leaf, *sib = NULL;
+	unsigned int idx, ci = 0;
+
+	if (!t->root) {
+		if (btree_reserve(t, 1))
+			return -ENOMEM;
+		t->root = node_get(t, 1);
+		t->height = 1;
+		*c = (struct btree_cursor){ t->root, 0 };
+	}
+	leaf = c->leaf;
+	idx = c->idx;
+	if (leaf->n == t->leaf_cap && !appending(leaf, idx))
+		sib = spill_target(t, leaf, &ci);
+	if (!sib && btree_reserve(t, split_need(t, leaf)))
+		return -ENOMEM;
+	if (sib) {
+		leaf = spill(t, leaf, ci, sib, &idx);
+		leaf_put(t, leaf, idx, item);
+	} else if (leaf->n == t->leaf_cap) {
+		struct btree_node *half = split_leaf(t, leaf, &idx);
+
+		leaf_put(t, half, idx, item);
+		insert_child(t, leaf, leaf->next, item_of(t, leaf->next, 0));
+		leaf = half;
+	} else {
+		leaf_put(t, leaf, idx, item);
+	}
+	if (idx == 0)
+		fix_separator(t, leaf);
+	t->nr_items++;
+	*c = (struct btree_cursor){ leaf, idx };
+	return 0;
 }
 
 /* --- consistency check, for tests --------------------------------------- */

@@ -84,6 +84,8 @@ int btree_insert_at(struct btree *t, struct btree_cursor *c, const void *item);
 /* Delete the item at @c (a real item).  Never allocates, never fails. */
 void btree_delete_at(struct btree *t, struct btree_cursor *c);
 
+/* Nodes an insert at @c would take now: a new root, or one per full level. */
+size_t btree_insert_need(const struct btree *t, const struct btree_cursor *c);
 /* Spare nodes that @nr_inserts inserts can take at most. */
 size_t btree_insert_worst(const struct btree *t, size_t nr_inserts);
 /* Whether @nr_inserts more items fit in the leaf of @c without a split. */

@@ -1,240 +1,275 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * The page-count map (range_map.h) as a step function: a B+tree of
+ * breakpoints, each holding the count and mark of the pages from its
+ * address up to the next breakpoint.  Neighbouring breakpoints always
+ * differ and the first one has a count, so every breakpoint with a count
+ * starts one maximal interval and a count-0 one ends it.  13 bytes per
+ * breakpoint, where a tree node per interval took 64.
+ *
+ * An update first makes sure breakpoints sit at both ends of its range
+ * (at most two inserts, plus one per segment an add fills), changes the
+ * values in between in place, then deletes the breakpoints that became
+ * equal to their predecessor.  Only the inserts can need memory: every
+ * update reserves the tree nodes they can take before changing anything.
+ */
 #include <errno.h>
 #include <stdbool.h>
 
 #include "range_map.h"
 
-struct range_node {
-	struct avl_node avl;
-	uintptr_t start, end;
+struct bp {
+	uint64_t start;
 	uint32_t count;
 	uint8_t mark;
-};
+} __attribute__((packed));
 
-/* A sub splits at most two intervals; keeping two spare makes rollback infallible. */
-#define SPARE_MIN 2
-#define SPARE_MAX 8
-
-static struct range_node *node_of(struct avl_node *a)
+static int bp_cmp(const void *key, const void *item)
 {
-	return a ? avl_entry(a, struct range_node, avl) : NULL;
+	uint64_t a = *(const uintptr_t *)key, b = ((const struct bp *)item)->start;
+
+	return a < b ? -1 : a > b;
 }
 
-static struct range_node *next_node(struct range_node *n)
+static void sync_spares(struct range_map *map)
 {
-	return node_of(avl_next(&n->avl));
-}
-
-static struct range_node *prev_node(struct range_node *n)
-{
-	return node_of(avl_prev(&n->avl));
+	map->nr_spare = map->tree.nr_spare;
 }
 
 void range_map_init(struct range_map *map, const struct node_alloc *alloc)
 {
-	map->tree.root = NULL;
 	map->alloc = *alloc;
-	map->spare = NULL;
+	btree_init(&map->tree, sizeof(struct bp), bp_cmp, &map->alloc);
 	map->nr_spare = 0;
 	map->nr_nodes = 0;
 }
 
-/* Spare nodes are chained through avl.parent. */
-static struct range_node *take_spare(struct range_map *map)
-{
-	struct range_node *n = map->spare;
-
-	map->spare = node_of(n->avl.parent);
-	map->nr_spare--;
-	return n;
-}
-
-static void put_node(struct range_map *map, struct range_node *n)
-{
-	if (map->nr_spare >= SPARE_MAX) {
-		map->alloc.free(map->alloc.ctx, n, sizeof(*n));
-		return;
-	}
-	n->avl.parent = map->spare ? &map->spare->avl : NULL;
-	map->spare = n;
-	map->nr_spare++;
-}
-
-static int reserve(struct range_map *map, size_t want)
-{
-	while (map->nr_spare < want) {
-		struct range_node *n = map->alloc.alloc(map->alloc.ctx, sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		n->avl.parent = map->spare ? &map->spare->avl : NULL;
-		map->spare = n;
-		map->nr_spare++;
-	}
-	return 0;
-}
-
-int range_map_reserve(struct range_map *map)
-{
-	return reserve(map, SPARE_MIN);
-}
-
 void range_map_forget(struct range_map *map)
 {
-	map->tree.root = NULL;
-	map->spare = NULL;
+	btree_forget(&map->tree);
 	map->nr_spare = 0;
 	map->nr_nodes = 0;
 }
 
 void range_map_clear(struct range_map *map)
 {
-	struct range_node *n;
-
-	while ((n = node_of(avl_first(&map->tree)))) {
-		avl_remove(&map->tree, &n->avl);
-		map->alloc.free(map->alloc.ctx, n, sizeof(*n));
-	}
-	while (map->nr_spare)
-		map->alloc.free(map->alloc.ctx, take_spare(map), sizeof(*n));
+	btree_clear(&map->tree);
 	range_map_forget(map);
 }
 
-/* The interval with the largest start <= @addr, or NULL. */
-static struct range_node *find_le(const struct range_map *map, uintptr_t addr)
+/* Enough spare nodes for any two inserts: the breakpoints of one sub. */
+size_t range_map_spares_wanted(const struct range_map *map)
 {
-	struct avl_node *a = map->tree.root, *best = NULL;
+	return btree_insert_worst(&map->tree, 2);
+}
 
-	while (a) {
-		if (node_of(a)->start <= addr) {
-			best = a;
-			a = a->right;
-		} else {
-			a = a->left;
-		}
+int range_map_reserve(struct range_map *map)
+{
+	int ret = btree_reserve(&map->tree, range_map_spares_wanted(map));
+
+	sync_spares(map);
+	return ret;
+}
+
+/* --- reading ------------------------------------------------------------ */
+
+/* The last breakpoint at or before @addr, or NULL with @c at the first one. */
+static struct bp *bp_le(const struct range_map *map, uintptr_t addr, struct btree_cursor *c)
+{
+	btree_seek(&map->tree, &addr, true, c);
+	return btree_prev(&map->tree, c);
+}
+
+/* The first breakpoint at or after @addr, with @c on it. */
+static struct bp *bp_ge(const struct range_map *map, uintptr_t addr, struct btree_cursor *c)
+{
+	btree_seek(&map->tree, &addr, false, c);
+	return btree_at(&map->tree, c);
+}
+
+typedef int (*step_fn)(void *ctx, uintptr_t start, uintptr_t end, const struct bp *val);
+
+/* Call @fn for every piece of [start, end) between breakpoints, in order. */
+static int walk_steps(const struct range_map *map, uintptr_t start, uintptr_t end,
+		      step_fn fn, void *ctx)
+{
+	static const struct bp zero;
+	struct btree_cursor c;
+	const struct bp *val = bp_le(map, start, &c), *next;
+	uintptr_t pos = start;
+
+	next = val ? btree_next(&map->tree, &c) : btree_at(&map->tree, &c);
+	if (!val)
+		val = &zero;
+	while (pos < end) {
+		uintptr_t to = next && next->start < end ? next->start : end;
+		int ret = fn(ctx, pos, to, val);
+
+		if (ret || to == end)
+			return ret;
+		pos = to;
+		val = next;
+		next = btree_next(&map->tree, &c);
 	}
-	return node_of(best);
+	return 0;
 }
 
-/* The first interval ending after @addr. */
-static struct range_node *first_after(const struct range_map *map, uintptr_t addr)
+struct seg_call {
+	range_seg_fn seg_fn;
+	range_walk_fn walk_fn;
+	void *ctx;
+};
+
+static int gap_step(void *ctx, uintptr_t start, uintptr_t end, const struct bp *val)
 {
-	struct range_node *n = find_le(map, addr);
+	struct seg_call *s = ctx;
+	struct range_seg gap = { start, end, RANGE_MARK_NONE };
 
-	if (n && n->end > addr)
-		return n;
-	return n ? next_node(n) : node_of(avl_first(&map->tree));
-}
-
-static void insert_node(struct range_map *map, struct range_node *n)
-{
-	struct avl_node **link = &map->tree.root, *parent = NULL;
-	int left = 0;
-
-	while (*link) {
-		parent = *link;
-		left = n->start < node_of(parent)->start;
-		link = left ? &parent->left : &parent->right;
-	}
-	avl_insert_at(&map->tree, &n->avl, parent, left);
-	map->nr_nodes++;
-}
-
-static void remove_node(struct range_map *map, struct range_node *n)
-{
-	avl_remove(&map->tree, &n->avl);
-	map->nr_nodes--;
-	put_node(map, n);
-}
-
-/* Split @n at @at (start < at < end) using a spare node; returns the upper half. */
-static struct range_node *split(struct range_map *map, struct range_node *n, uintptr_t at)
-{
-	struct range_node *hi = take_spare(map);
-
-	hi->start = at;
-	hi->end = n->end;
-	hi->count = n->count;
-	hi->mark = n->mark;
-	n->end = at;
-	insert_node(map, hi);
-	return hi;
-}
-
-/* Splits needed so that no interval straddles @start or @end. */
-static size_t splits_needed(const struct range_map *map, uintptr_t start, uintptr_t end)
-{
-	struct range_node *n = find_le(map, start);
-	size_t splits = 0;
-
-	if (n && n->start < start && n->end > start)
-		splits++;
-	n = find_le(map, end);
-	if (n && n->start < end && n->end > end)
-		splits++;
-	return splits;
-}
-
-static void split_at_bounds(struct range_map *map, uintptr_t start, uintptr_t end)
-{
-	struct range_node *n = find_le(map, start);
-
-	if (n && n->start < start && n->end > start)
-		split(map, n, start);
-	n = find_le(map, end);
-	if (n && n->start < end && n->end > end)
-		split(map, n, end);
-}
-
-static bool mergeable(const struct range_node *a, const struct range_node *b)
-{
-	return a->end == b->start && a->count == b->count && a->mark == b->mark;
-}
-
-/* Restore the "no two equal neighbours" rule over the intervals touching [start, end]. */
-static void merge_around(struct range_map *map, uintptr_t start, uintptr_t end)
-{
-	struct range_node *n = find_le(map, start), *next;
-
-	if (!n)
-		n = node_of(avl_first(&map->tree));
-	else if (prev_node(n))
-		n = prev_node(n);
-	while (n && n->start <= end) {
-		next = next_node(n);
-		if (next && mergeable(n, next)) {
-			n->end = next->end;
-			remove_node(map, next);
-			continue;
-		}
-		n = next;
-	}
+	return val->count ? 0 : s->seg_fn(s->ctx, &gap);
 }
 
 int range_map_gaps(const struct range_map *map, uintptr_t start, uintptr_t end,
 		   range_seg_fn fn, void *ctx)
 {
-	struct range_node *n = first_after(map, start);
-	uintptr_t pos = start;
-	int ret;
+	struct seg_call s = { .seg_fn = fn, .ctx = ctx };
 
-	while (pos < end) {
-		struct range_seg gap = { .start = pos, .mark = RANGE_MARK_NONE };
+	return walk_steps(map, start, end, gap_step, &s);
+}
 
-		if (!n || n->start >= end) {
-			gap.end = end;
-			return fn(ctx, &gap);
-		}
-		if (n->start > pos) {
-			gap.end = n->start;
-			ret = fn(ctx, &gap);
+static int counted_step(void *ctx, uintptr_t start, uintptr_t end, const struct bp *val)
+{
+	struct seg_call *s = ctx;
+	struct range_seg seg = { start, end, (enum range_mark)val->mark };
+
+	return val->count ? s->walk_fn(s->ctx, &seg, val->count) : 0;
+}
+
+int range_map_walk_range(const struct range_map *map, uintptr_t start, uintptr_t end,
+			 range_walk_fn fn, void *ctx)
+{
+	struct seg_call s = { .walk_fn = fn, .ctx = ctx };
+
+	return start < end ? walk_steps(map, start, end, counted_step, &s) : 0;
+}
+
+int range_map_walk(const struct range_map *map, range_walk_fn fn, void *ctx)
+{
+	struct btree_cursor c;
+	const struct bp *b = btree_first(&map->tree, &c), *next;
+
+	for (; b; b = next) {
+		next = btree_next(&map->tree, &c);
+		if (b->count) {
+			/* A counted breakpoint is never the last one. */
+			struct range_seg seg = { b->start, next->start, (enum range_mark)b->mark };
+			int ret = fn(ctx, &seg, b->count);
+
 			if (ret)
 				return ret;
 		}
-		pos = n->end;
-		n = next_node(n);
 	}
 	return 0;
+}
+
+unsigned int range_map_count(const struct range_map *map, uintptr_t addr,
+			     enum range_mark *mark)
+{
+	struct btree_cursor c;
+	const struct bp *b = bp_le(map, addr, &c);
+
+	if (!b || !b->count)
+		return 0;
+	if (mark)
+		*mark = (enum range_mark)b->mark;
+	return b->count;
+}
+
+/* --- updating ----------------------------------------------------------- */
+
+static void set_value(struct range_map *map, struct bp *b, uint32_t count, uint8_t mark)
+{
+	map->nr_nodes += (size_t)(count != 0) - (b->count != 0);
+	b->count = count;
+	b->mark = count ? mark : RANGE_MARK_NONE;
+}
+
+/* Insert a breakpoint at @addr with @count and @mark; the spares cover it. */
+static void insert_bp(struct range_map *map, uintptr_t addr, uint32_t count, uint8_t mark)
+{
+	struct bp b = { addr, count, count ? mark : RANGE_MARK_NONE };
+	struct btree_cursor c;
+
+	btree_seek(&map->tree, &addr, false, &c);
+	if (!btree_insert_at(&map->tree, &c, &b))
+		map->nr_nodes += count != 0;
+}
+
+/* A breakpoint at @addr that changes nothing yet; the spares cover it. */
+static void split_at(struct range_map *map, uintptr_t addr)
+{
+	struct btree_cursor c;
+	const struct bp *b = bp_le(map, addr, &c);
+
+	if (!b)
+		insert_bp(map, addr, 0, RANGE_MARK_NONE);
+	else if (b->start != addr)
+		insert_bp(map, addr, b->count, b->mark);
+}
+
+static bool has_bp(const struct range_map *map, uintptr_t addr)
+{
+	struct btree_cursor c;
+	const struct bp *b = bp_le(map, addr, &c);
+
+	return b && b->start == addr;
+}
+
+/*
+ * Whether @nr_inserts breakpoints in [start, end] go in without a leaf
+ * split: all in one leaf with room, or (@two_leaves, at most one insert
+ * at each end) in the leaves of @start and @end.
+ */
+static bool fits(const struct range_map *map, uintptr_t start, uintptr_t end,
+		 size_t nr_inserts, bool two_leaves)
+{
+	struct btree_cursor a, b;
+
+	btree_seek(&map->tree, &start, false, &a);
+	btree_seek(&map->tree, &end, false, &b);
+	if (a.leaf == b.leaf)
+		return btree_leaf_room(&map->tree, &a, nr_inserts);
+	return two_leaves && btree_leaf_room(&map->tree, &a, 1) &&
+	       btree_leaf_room(&map->tree, &b, 1);
+}
+
+/* Delete the breakpoints in [lo, hi] that repeat their predecessor's value. */
+static void normalize(struct range_map *map, uintptr_t lo, uintptr_t hi)
+{
+	struct btree_cursor c, p;
+	struct bp *b = bp_ge(map, lo, &c);
+	const struct bp *prev;
+	uint32_t count = 0;
+	uint8_t mark = RANGE_MARK_NONE;
+
+	p = c;
+	prev = b ? btree_prev(&map->tree, &p) : NULL;
+	if (prev) {
+		count = prev->count;
+		mark = prev->mark;
+	}
+	while (b && b->start <= hi) {
+		if (b->count == count && b->mark == mark) {
+			uintptr_t at = b->start;
+
+			map->nr_nodes -= b->count != 0;
+			btree_delete_at(&map->tree, &c);
+			b = bp_ge(map, at, &c);
+			continue;
+		}
+		count = b->count;
+		mark = b->mark;
+		b = btree_next(&map->tree, &c);
+	}
 }
 
 struct tile_check {
@@ -265,7 +300,9 @@ int range_map_add(struct range_map *map, uintptr_t start, uintptr_t end,
 		  const struct range_seg *segs, size_t nr_segs)
 {
 	struct tile_check tile = { .segs = segs, .nr = nr_segs };
-	struct range_node *n;
+	size_t inserts = 2 + nr_segs;
+	struct btree_cursor c;
+	struct bp *b;
 	int ret;
 
 	if (start >= end)
@@ -275,22 +312,29 @@ int range_map_add(struct range_map *map, uintptr_t start, uintptr_t end,
 		return ret;
 	if (tile.idx != nr_segs)
 		return -EINVAL;
-	ret = reserve(map, splits_needed(map, start, end) + nr_segs + SPARE_MIN);
+	/* The inserts, and afterwards still two for a sub that rolls this back. */
+	ret = btree_reserve(&map->tree, fits(map, start, end, inserts, false) ?
+			    btree_insert_worst(&map->tree, 2) :
+			    btree_insert_worst(&map->tree, inserts + 2));
+	sync_spares(map);
 	if (ret)
 		return ret;
 
-	split_at_bounds(map, start, end);
-	for (n = first_after(map, start); n && n->start < end; n = next_node(n))
-		n->count++;
+	split_at(map, start);
+	split_at(map, end);
+	for (b = bp_ge(map, start, &c); b && b->start < end; b = btree_next(&map->tree, &c))
+		if (b->count)
+			b->count++;
 	for (size_t i = 0; i < nr_segs; i++) {
-		n = take_spare(map);
-		n->start = segs[i].start;
-		n->end = segs[i].end;
-		n->count = 1;
-		n->mark = segs[i].mark;
-		insert_node(map, n);
+		b = bp_le(map, segs[i].start, &c);
+		if (b && b->start == segs[i].start)
+			set_value(map, b, 1, (uint8_t)segs[i].mark);
+		else
+			insert_bp(map, segs[i].start, 1, (uint8_t)segs[i].mark);
 	}
-	merge_around(map, start, end);
+	normalize(map, start, end);
+	btree_trim(&map->tree);
+	sync_spares(map);
 	return 0;
 }
 
@@ -330,8 +374,9 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 		  range_seg_fn fn, void *ctx)
 {
 	struct run_acc acc = { .fn = fn, .ctx = ctx };
-	struct range_node *n, *next;
-	size_t splits;
+	size_t inserts;
+	struct btree_cursor c;
+	struct bp *b, *next;
 	int ret;
 
 	if (start >= end)
@@ -339,61 +384,57 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 	ret = range_map_gaps(map, start, end, report_hole, NULL);
 	if (ret)
 		return ret;
-	splits = splits_needed(map, start, end);
-	if (reserve(map, splits))
+	inserts = !has_bp(map, start) + !has_bp(map, end);
+	if (inserts && !fits(map, start, end, inserts, true) &&
+	    btree_reserve(&map->tree, btree_insert_worst(&map->tree, inserts))) {
+		sync_spares(map);
 		return -ENOMEM;
+	}
 
-	split_at_bounds(map, start, end);
-	for (n = first_after(map, start); n && n->start < end; n = next) {
-		next = next_node(n);
-		if (--n->count)
-			continue;
-		run_add(&acc, n->start, n->end, n->mark);
-		remove_node(map, n);
+	split_at(map, start);
+	split_at(map, end);
+	for (b = bp_ge(map, start, &c); b && b->start < end; b = next) {
+		enum range_mark mark = (enum range_mark)b->mark;
+
+		next = btree_next(&map->tree, &c);	/* there is one: at @end */
+		set_value(map, b, b->count - 1, b->mark);
+		if (!b->count)
+			run_add(&acc, b->start, next->start, mark);
 	}
 	run_flush(&acc);
-	merge_around(map, start, end);
-	reserve(map, SPARE_MIN);	/* best effort: keeps the next rollback infallible */
+	normalize(map, start, end);
+	range_map_reserve(map);		/* best effort: keeps the next rollback infallible */
 	return 0;
 }
 
-unsigned int range_map_count(const struct range_map *map, uintptr_t addr,
-			     enum range_mark *mark)
-{
-	struct range_node *n = find_le(map, addr);
+/* --- consistency check, for tests --------------------------------------- */
 
-	if (!n || n->end <= addr)
-		return 0;
-	if (mark)
-		*mark = n->mark;
-	return n->count;
+static int bp_item_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct bp *)a)->start, y = ((const struct bp *)b)->start;
+
+	return x < y ? -1 : x > y;
 }
 
-int range_map_walk(const struct range_map *map, range_walk_fn fn, void *ctx)
+int range_map_check(const struct range_map *map)
 {
-	for (struct range_node *n = node_of(avl_first(&map->tree)); n; n = next_node(n)) {
-		struct range_seg seg = { n->start, n->end, n->mark };
-		int ret = fn(ctx, &seg, n->count);
+	struct btree_cursor c;
+	const struct bp *b = btree_first(&map->tree, &c), *prev = NULL;
+	size_t counted = 0;
+	int ret = btree_check(&map->tree, bp_item_cmp);
 
-		if (ret)
-			return ret;
+	if (ret)
+		return ret;
+	if (map->nr_spare != map->tree.nr_spare)
+		return -20;
+	for (; b; prev = b, b = btree_next(&map->tree, &c)) {
+		if ((!prev && !b->count) || (!b->count && b->mark) || b->mark > RANGE_MARK_WIPEONFORK)
+			return -21;
+		if (prev && prev->count == b->count && prev->mark == b->mark)
+			return -22;
+		counted += b->count != 0;
 	}
-	return 0;
-}
-
-int range_map_walk_range(const struct range_map *map, uintptr_t start, uintptr_t end,
-			 range_walk_fn fn, void *ctx)
-{
-	if (start >= end)
-		return 0;
-	for (struct range_node *n = first_after(map, start); n && n->start < end;
-	     n = next_node(n)) {
-		struct range_seg seg = { n->start > start ? n->start : start,
-					 n->end < end ? n->end : end, n->mark };
-		int ret = fn(ctx, &seg, n->count);
-
-		if (ret)
-			return ret;
-	}
+	if ((prev && prev->count) || counted != map->nr_nodes)
+		return -23;
 	return 0;
 }

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "avl.h"
+#include "btree.h"
 #include "node_alloc.h"
 
 /* How a page was marked on its 0->1 transition; undone on 1->0. */
@@ -35,14 +35,16 @@ struct range_seg {
 	enum range_mark mark;
 };
 
-struct range_node;
-
+/*
+ * Stored as a B+tree of breakpoints: each item says that from its address
+ * on, up to the next item, pages have this count and mark.  The last item
+ * of a run has count 0.
+ */
 struct range_map {
-	struct avl_tree tree;
-	struct node_alloc alloc;
-	struct range_node *spare;	/* reserved nodes, so rollback never allocates */
-	size_t nr_spare;
-	size_t nr_nodes;
+	struct btree tree;
+	struct node_alloc alloc;	/* the tree allocates through this one */
+	size_t nr_spare;	/* spare tree nodes, so rollback never allocates */
+	size_t nr_nodes;	/* stored intervals */
 };
 
 typedef int (*range_seg_fn)(void *ctx, const struct range_seg *seg);
@@ -81,6 +83,11 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 
 /* Make sure the next range_map_sub() cannot fail with -ENOMEM. */
 int range_map_reserve(struct range_map *map);
+/*
+ * Spare nodes range_map_reserve() makes sure of (they depend on the tree's
+ * height): with fewer in nr_spare, it has to allocate.
+ */
+size_t range_map_spares_wanted(const struct range_map *map);
 
 /* Count of the page containing @addr; its mark in *@mark if non-NULL. */
 unsigned int range_map_count(const struct range_map *map, uintptr_t addr,
@@ -93,5 +100,8 @@ int range_map_walk(const struct range_map *map, range_walk_fn fn, void *ctx);
 /* The same for the intervals meeting [start, end), clipped to it. */
 int range_map_walk_range(const struct range_map *map, uintptr_t start, uintptr_t end,
 			 range_walk_fn fn, void *ctx);
+
+/* Check every invariant of the map and its tree. Return 0 or a negative code (tests). */
+int range_map_check(const struct range_map *map);
 
 #endif

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "avl.h"
+#include "btree.h"
 #include "node_alloc.h"
 
 struct reg_extent {
@@ -21,9 +21,14 @@ struct reg_extent {
 	uintptr_t head_end, tail_start;
 };
 
+/*
+ * Two B+trees.  An entry whose extent follows from (addr, len) and one page
+ * size, with len under 64 MiB and no cookie, takes 16 bytes in @compact;
+ * any other takes 64 in @wide.  An entry lives in one of them only.
+ */
 struct reg_table {
-	struct avl_tree tree;
-	struct node_alloc alloc;
+	struct btree compact, wide;
+	struct node_alloc alloc;	/* both trees allocate through this one */
 	size_t nr_live;		/* registrations, duplicates included */
 };
 
@@ -44,16 +49,18 @@ int reg_table_del(struct reg_table *t, uintptr_t addr, size_t len,
 /*
  * Move one registration of (addr, len) from @from to @to, two tables with
  * the same allocator; its extent in @ext.  A registration alone in its
- * entry moves with it: no allocation, no free (parking and reviving do this
- * once per release and registration).  A cookie does not move.  Return 0,
- * or -ENOENT / -ENOMEM with both tables unchanged.
+ * entry moves with it: tree nodes it needs in @to come from the spares of
+ * both tables first, so it allocates only when they run out (parking and
+ * reviving do this once per release and registration).  A cookie does not
+ * move.  Return 0, or -ENOENT / -ENOMEM with both tables unchanged.
  */
 int reg_table_move(struct reg_table *from, struct reg_table *to, uintptr_t addr, size_t len,
 		   struct reg_extent *ext);
 
 /*
  * A caller's 64-bit note on an entry (identical registrations share it),
- * 0 until set: the audit keeps a hash of the physical pages here.
+ * 0 until set: the audit keeps a hash of the physical pages here.  Return
+ * 0, -ENOENT, or -ENOMEM (the entry needs a bigger slot for it; unchanged).
  */
 int reg_table_set_cookie(struct reg_table *t, uintptr_t addr, size_t len,
 			 const struct reg_extent *ext, uint64_t cookie);
@@ -62,5 +69,8 @@ int reg_table_set_cookie(struct reg_table *t, uintptr_t addr, size_t len,
 typedef int (*reg_walk_fn)(void *ctx, uintptr_t addr, size_t len,
 			   const struct reg_extent *ext, uint32_t refs, uint64_t cookie);
 int reg_table_walk(const struct reg_table *t, reg_walk_fn fn, void *ctx);
+
+/* Check the invariants of both trees. Return 0 or a negative code (tests). */
+int reg_table_check(const struct reg_table *t);
 
 #endif

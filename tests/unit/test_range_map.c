@@ -13,14 +13,16 @@
 #include "helpers.h"
 #include "range_map.h"
 
-#define NPAGES 96
+#define MAXPAGES 1536
+/* Pages in play: 96 for the long run, more for a map that spans many B-tree leaves. */
+static size_t npages = 96;
 #define BASE 0x40000000ul
 #define ADDR(p) (BASE + (uintptr_t)(p) * PAGE)
 
 
 struct model {
-	unsigned int count[NPAGES];
-	enum range_mark mark[NPAGES];
+	unsigned int count[MAXPAGES];
+	enum range_mark mark[MAXPAGES];
 };
 
 /* Every page of @seg has @count and @seg->mark in the model. Return its pages. */
@@ -83,7 +85,7 @@ static int check_window_interval(void *ctx, const struct range_seg *seg, unsigne
 /* range_map_walk_range() over a random window: exactly the counted pages inside it. */
 static void check_window(const struct range_map *map, const struct model *m)
 {
-	size_t a = (size_t)rand() % NPAGES, b = a + (size_t)rand() % (NPAGES - a + 1);
+	size_t a = (size_t)rand() % npages, b = a + (size_t)rand() % (npages - a + 1);
 	struct window_check w = { .m = m, .start = ADDR(a), .end = ADDR(b), .prev_end = ADDR(a) };
 	size_t counted = 0;
 
@@ -98,7 +100,7 @@ static void check_equal(const struct range_map *map, const struct model *m)
 	struct walk_check w = { .m = m };
 	size_t nonzero = 0;
 
-	for (size_t p = 0; p < NPAGES; p++) {
+	for (size_t p = 0; p < npages; p++) {
 		enum range_mark mk = RANGE_MARK_NONE;
 
 		assert_int_equal(range_map_count(map, ADDR(p), &mk), m->count[p]);
@@ -107,13 +109,14 @@ static void check_equal(const struct range_map *map, const struct model *m)
 			nonzero++;
 		}
 	}
+	assert_int_equal(range_map_check(map), 0);
 	range_map_walk(map, check_interval, &w);
 	assert_int_equal(w.pages, nonzero);
 	check_window(map, m);
 }
 
 struct seg_list {
-	struct range_seg s[NPAGES];
+	struct range_seg s[MAXPAGES];
 	size_t n;
 };
 
@@ -121,7 +124,7 @@ static int collect(void *ctx, const struct range_seg *seg)
 {
 	struct seg_list *l = ctx;
 
-	assert_true(l->n < NPAGES);
+	assert_true(l->n < MAXPAGES);
 	l->s[l->n++] = *seg;
 	return 0;
 }
@@ -176,17 +179,17 @@ static void expected_drops(const struct model *m, size_t a, size_t b, struct seg
 	}
 }
 
-static void test_random_against_model(void **state)
+static void random_against_model(size_t pages, int rounds, unsigned int seed)
 {
 	static struct model m;
 	struct range_map map;
 
-	(void)state;
-	srand(12345);
+	npages = pages;
+	srand(seed);
 	memset(&m, 0, sizeof(m));
 	range_map_init(&map, &test_alloc);
-	for (int round = 0; round < 60000; round++) {
-		size_t a = (size_t)rand() % NPAGES, b = a + 1 + (size_t)rand() % (NPAGES - a);
+	for (int round = 0; round < rounds; round++) {
+		size_t a = (size_t)rand() % npages, b = a + 1 + (size_t)rand() % (npages - a);
 		bool covered = true;
 		struct model before = m;
 		int ret;
@@ -203,6 +206,16 @@ static void test_random_against_model(void **state)
 				assert_int_equal(ret, -ENOMEM);
 				assert_memory_equal(&m, &before, sizeof(m));
 			} else {
+				/* A successful add can always be rolled back, memory or not. */
+				if (rand() % 4 == 0) {
+					test_alloc_budget = 0;
+					assert_int_equal(range_map_sub(&map, ADDR(a), ADDR(b), NULL,
+								       NULL), 0);
+					test_alloc_budget = -1;
+					check_equal(&map, &m);
+					assert_int_equal(range_map_add(&map, ADDR(a), ADDR(b), segs.s,
+								       segs.n), 0);
+				}
 				model_add(&m, a, b, &segs);
 			}
 		} else {
@@ -230,6 +243,20 @@ static void test_random_against_model(void **state)
 	}
 	range_map_clear(&map);
 	assert_int_equal(test_alloc_live, 0);
+	npages = 96;
+}
+
+static void test_random_against_model(void **state)
+{
+	(void)state;
+	random_against_model(96, 60000, 12345);
+}
+
+/* Enough breakpoints for a tree of several levels: splits and merges under failures. */
+static void test_random_many_pages(void **state)
+{
+	(void)state;
+	random_against_model(MAXPAGES, 4000, 777);
 }
 
 /* After a successful add, the inverse sub cannot fail even with no memory at all. */
@@ -246,6 +273,7 @@ static void test_rollback_never_allocates(void **state)
 	/* [2,5) over a count-1 interval: both ends split, then merge back on add. */
 	assert_int_equal(range_map_add(&map, ADDR(2), ADDR(5), NULL, 0), 0);
 	assert_int_equal(range_map_sub(&map, ADDR(2), ADDR(5), NULL, NULL), 0);
+	assert_true(map.nr_spare >= range_map_spares_wanted(&map));
 	test_alloc_budget = 0;
 	assert_int_equal(range_map_add(&map, ADDR(12), ADDR(13), seg, 0), -EINVAL);
 	assert_int_equal(range_map_sub(&map, ADDR(3), ADDR(4), collect, &got), 0);
@@ -291,10 +319,12 @@ static void test_many_ranges(void **state)
 		assert_int_equal(range_map_add(&map, s.start, s.end, &s, 1), 0);
 	}
 	assert_int_equal(map.nr_nodes, N);
+	assert_int_equal(range_map_check(&map), 0);
 	for (uintptr_t i = 0; i < N; i += 2)
 		assert_int_equal(range_map_sub(&map, BASE + 2 * i * PAGE,
 					       BASE + (2 * i + 1) * PAGE, NULL, NULL), 0);
 	assert_int_equal(map.nr_nodes, N / 2);
+	assert_int_equal(range_map_check(&map), 0);
 	range_map_clear(&map);
 }
 
@@ -302,6 +332,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_random_against_model),
+		cmocka_unit_test(test_random_many_pages),
 		cmocka_unit_test(test_rollback_never_allocates),
 		cmocka_unit_test(test_bad_tiles_and_holes),
 		cmocka_unit_test(test_many_ranges),
