@@ -22,6 +22,10 @@
  *             deregistered (parked) and registered again (revived, no
  *             syscall), also after the buffer was unmapped and mapped anew
  *             at the same address while parked: every byte arrives
+ *   windowed  "write" with SAFEPIN_UNMARK_WINDOWED: MRs at random places of
+ *             a pool whose 2 MiB blocks are open windows, registered
+ *             without a madvise(); the fork closes the windows (only the
+ *             MR stays hidden from the child) and every byte arrives
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -805,6 +809,104 @@ static int t_deferred(void)
 	return test_failures ? 1 : 0;
 }
 
+/*
+ * One MR inside an open window, registered without a madvise(): fork, the
+ * parent writes, RDMA WRITE into the MR.  Return the bytes that arrived.
+ */
+static size_t write_in_window(struct rdma *r, unsigned char *buf, bool *pfn_same,
+			      bool *exact_marks)
+{
+	uint64_t pfn[XFER / PAGE];
+	struct safepin_stats s0 = { .size = sizeof(s0) }, s1 = { .size = sizeof(s1) };
+	struct ibv_mr *mr, *smr;
+	struct sleeper child;
+	unsigned char *src;
+	size_t ok;
+
+	if (safepin_get_stats(&s0))
+		DIE("safepin_get_stats");
+	mr = safepin_reg_mr(r->pd, buf, XFER, RW);
+	if (!mr || safepin_get_stats(&s1))
+		DIE("safepin_reg_mr: %s", strerror(errno));
+	CHECK(s1.madvise_calls == s0.madvise_calls, "the MR in a window made %llu madvise calls",
+	      (unsigned long long)(s1.madvise_calls - s0.madvise_calls));
+	for (size_t i = 0; i < XFER / PAGE; i++)
+		pfn[i] = pfn_of(buf + i * PAGE);
+
+	child = child_sleeper();
+	/* The prepare handler closed the windows: only the MR is hidden. */
+	*exact_marks = is_dontfork(buf) && is_dontfork(buf + XFER - 1) &&
+		       !is_dontfork(buf - PAGE) && !is_dontfork(buf + XFER);
+	memset(buf - PAGE, 0x11, XFER + 2 * PAGE);
+	for (size_t i = 0; i < XFER; i++)
+		buf[i] = (unsigned char)~pattern(i, 0x5A);
+	src = map_buf(XFER, false);
+	for (size_t i = 0; i < XFER; i++)
+		src[i] = pattern(i, 0x5A);
+	smr = ibv_reg_mr(r->pd, src, XFER, IBV_ACCESS_LOCAL_WRITE);
+	if (!smr)
+		DIE("ibv_reg_mr(src): %s", strerror(errno));
+	if (rdma_op(r, IBV_WR_RDMA_WRITE, src, smr->lkey, XFER, (uintptr_t)buf, mr->rkey))
+		DIE("RDMA WRITE failed");
+	ok = count_pattern(buf, XFER, 0x5A);
+	*pfn_same = true;
+	for (size_t i = 0; i < XFER / PAGE; i++)
+		*pfn_same &= pfn_of(buf + i * PAGE) == pfn[i] && pfn[i];
+	child_release(child);
+	ibv_dereg_mr(smr);
+	unmap_buf(src, XFER);
+	CHECK(safepin_dereg_mr(mr) == 0, "safepin_dereg_mr: %s", strerror(errno));
+	return ok;
+}
+
+static int t_windowed(void)
+{
+	const size_t pool_len = 12 * HUGE;
+	unsigned char *pool, *blk;
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+	struct rdma r;
+
+	if (safepin_set_unmark(SAFEPIN_UNMARK_WINDOWED))
+		DIE("safepin_set_unmark: %s", strerror(errno));
+	rdma_open(&r);
+	pool = map_buf(pool_len, false);
+	if (madvise(pool, pool_len, MADV_NOHUGEPAGE))
+		DIE("madvise: %s", strerror(errno));
+	memset(pool, 0xAA, pool_len);
+	blk = (unsigned char *)(((uintptr_t)pool + HUGE - 1) & ~(HUGE - 1)) + HUGE;
+	for (int i = 0; i < 8; i++) {
+		unsigned char *block, *opener, *buf;
+		struct ibv_mr *mr;
+		bool same, exact;
+		size_t on;
+
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		/* Any page of blocks 0-7 but the first and the last three of a block. */
+		block = blk + (rng % 8) * HUGE;
+		buf = block + (1 + (rng >> 8) % (HUGE / PAGE - 4)) * PAGE;
+		/* A registration at the other end of the block opens its window. */
+		opener = buf - block < (ptrdiff_t)(HUGE / 2) ? block + HUGE - PAGE : block;
+		mr = safepin_reg_mr(r.pd, opener, PAGE, RW);
+		if (!mr)
+			DIE("safepin_reg_mr (opener): %s", strerror(errno));
+		CHECK(safepin_dereg_mr(mr) == 0, "dereg opener: %s", strerror(errno));
+		on = write_in_window(&r, buf, &same, &exact);
+		printf("kernel %s, anon 4K in a window, MR at +%#lx: %zu/%lu bytes, PFNs %s, "
+		       "marks after fork %s\n", guest_kernel(), (unsigned long)(buf - blk), on, XFER,
+		       same ? "unchanged" : "CHANGED", exact ? "exact" : "WRONG");
+		CHECK(on == XFER, "window MR: %zu/%lu", on, XFER);
+		CHECK(same, "window MR: the parent's PFNs changed across fork");
+		CHECK(exact, "window MR: after fork the marks are not exactly the MR's");
+	}
+	CHECK(safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE) == 0, "back to immediate");
+	CHECK(!is_dontfork(blk) && live_regs() == 0, "windows left behind");
+	unmap_buf(pool, pool_len);
+	rdma_close(&r);
+	return test_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -814,7 +916,7 @@ int main(int argc, char **argv)
 		{ "write", t_write }, { "read", t_read }, { "overlap", t_overlap },
 		{ "rereg", t_rereg }, { "memlock", t_memlock }, { "forkinit", t_forkinit },
 		{ "child", t_child }, { "subpage", t_subpage }, { "odp", t_odp },
-		{ "deferred", t_deferred },
+		{ "deferred", t_deferred }, { "windowed", t_windowed },
 	};
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
