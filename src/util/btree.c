@@ -164,12 +164,53 @@ void btree_clear(struct btree *t)
 
 /* --- search and cursors ------------------------------------------------- */
 
+/* Without a comparison function, keys are uint64_t and items start with theirs. */
+static uint64_t u64_at(const void *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static int compare(const struct btree *t, const void *key, const void *item)
+{
+	uint64_t a, b;
+
+	if (t->cmp)
+		return t->cmp(key, item);
+	a = *(const uint64_t *)key;
+	b = u64_at(item);
+	return a < b ? -1 : a > b;
+}
+
+/* Of @n items @stride apart: the first whose u64 is > @k (@after) or >= @k. */
+static unsigned int search_u64(const unsigned char *base, size_t stride, unsigned int n,
+			       uint64_t k, bool after)
+{
+	unsigned int lo = 0;
+
+	/* Branch-free halving: the comparisons are unpredictable. */
+	while (n > 0) {
+		unsigned int half = n / 2;
+		uint64_t v = u64_at(base + (size_t)(lo + half) * stride);
+		bool right = after ? v <= k : v < k;
+
+		lo = right ? lo + half + 1 : lo;
+		n = right ? n - half - 1 : half;
+	}
+	return lo;
+}
+
 /* In a leaf: the first item after @key (@after) or not before it. */
 static unsigned int leaf_search(const struct btree *t, const struct btree_node *n,
 				const void *key, bool after)
 {
 	unsigned int lo = 0, hi = n->n;
 
+	if (!t->cmp)
+		return search_u64(item_of(t, n, 0), t->item_size, n->n, *(const uint64_t *)key,
+				  after);
 	while (lo < hi) {
 		unsigned int mid = (lo + hi) / 2;
 		int c = t->cmp(key, item_of(t, n, mid));
@@ -188,6 +229,9 @@ static unsigned int inner_search(const struct btree *t, const struct btree_node 
 {
 	unsigned int lo = 1, hi = n->n;
 
+	if (!t->cmp)
+		return search_u64(key_of(t, n, 1), t->item_size, n->n - 1u,
+				  *(const uint64_t *)key, true);
 	while (lo < hi) {
 		unsigned int mid = (lo + hi) / 2;
 
@@ -278,7 +322,7 @@ void *btree_find(const struct btree *t, const void *key, struct btree_cursor *c)
 
 	btree_seek(t, key, false, c);
 	it = btree_at(t, c);
-	return it && !t->cmp(key, it) ? it : NULL;
+	return it && !compare(t, key, it) ? it : NULL;
 }
 
 /* --- insert ------------------------------------------------------------- */
@@ -479,7 +523,7 @@ static void rebalance(struct btree *t, struct btree_node *n)
 		shift_left(t, p, rci, l, r, total / 2 - l->n);
 }
 
-void btree_delete_at(struct btree *t, struct btree_cursor *c)
+bool btree_delete_at(struct btree *t, struct btree_cursor *c)
 {
 	struct btree_node *leaf = c->leaf;
 
@@ -492,11 +536,14 @@ void btree_delete_at(struct btree *t, struct btree_cursor *c)
 			t->root = NULL;
 			t->height = 0;
 			node_put(t, leaf);
+			*c = (struct btree_cursor){ NULL, 0 };
 		}
-		return;
+		return true;
 	}
-	if (leaf->n < min_of(t, leaf))
-		rebalance(t, leaf);
+	if (leaf->n >= min_of(t, leaf))
+		return true;
+	rebalance(t, leaf);
+	return false;
 }
 
 /* --- insert into a leaf ------------------------------------------------- */

@@ -29,7 +29,11 @@
 
 struct btree_node;
 
-/* <0, 0, >0 as @key sorts before, with or after @item. */
+/*
+ * <0, 0, >0 as @key sorts before, with or after @item.  A tree without one
+ * (NULL) orders its items by a uint64_t in their first 8 bytes, any
+ * alignment, and takes a uint64_t as key: searches compare inline.
+ */
 typedef int (*btree_cmp_fn)(const void *key, const void *item);
 
 struct btree {
@@ -81,8 +85,12 @@ void *btree_find(const struct btree *t, const void *key, struct btree_cursor *c)
  * one.
  */
 int btree_insert_at(struct btree *t, struct btree_cursor *c, const void *item);
-/* Delete the item at @c (a real item).  Never allocates, never fails. */
-void btree_delete_at(struct btree *t, struct btree_cursor *c);
+/*
+ * Delete the item at @c (a real item).  Never allocates, never fails.
+ * Return true with @c at the position of the next item (see btree_at()),
+ * or false if nodes were merged or rebalanced and @c is invalid.
+ */
+bool btree_delete_at(struct btree *t, struct btree_cursor *c);
 
 /* Nodes an insert at @c would take now: a new root, or one per full level. */
 size_t btree_insert_need(const struct btree *t, const struct btree_cursor *c);

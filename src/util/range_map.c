@@ -24,13 +24,6 @@ struct bp {
 	uint8_t mark;
 } __attribute__((packed));
 
-static int bp_cmp(const void *key, const void *item)
-{
-	uint64_t a = *(const uintptr_t *)key, b = ((const struct bp *)item)->start;
-
-	return a < b ? -1 : a > b;
-}
-
 static void sync_spares(struct range_map *map)
 {
 	map->nr_spare = map->tree.nr_spare;
@@ -39,7 +32,7 @@ static void sync_spares(struct range_map *map)
 void range_map_init(struct range_map *map, const struct node_alloc *alloc)
 {
 	map->alloc = *alloc;
-	btree_init(&map->tree, sizeof(struct bp), bp_cmp, &map->alloc);
+	btree_init(&map->tree, sizeof(struct bp), NULL, &map->alloc);	/* keyed by start */
 	map->nr_spare = 0;
 	map->nr_nodes = 0;
 }
@@ -76,14 +69,18 @@ int range_map_reserve(struct range_map *map)
 /* The last breakpoint at or before @addr, or NULL with @c at the first one. */
 static struct bp *bp_le(const struct range_map *map, uintptr_t addr, struct btree_cursor *c)
 {
-	btree_seek(&map->tree, &addr, true, c);
+	uint64_t key = addr;
+
+	btree_seek(&map->tree, &key, true, c);
 	return btree_prev(&map->tree, c);
 }
 
 /* The first breakpoint at or after @addr, with @c on it. */
 static struct bp *bp_ge(const struct range_map *map, uintptr_t addr, struct btree_cursor *c)
 {
-	btree_seek(&map->tree, &addr, false, c);
+	uint64_t key = addr;
+
+	btree_seek(&map->tree, &key, false, c);
 	return btree_at(&map->tree, c);
 }
 
@@ -193,65 +190,89 @@ static void set_value(struct range_map *map, struct bp *b, uint32_t count, uint8
 	b->mark = count ? mark : RANGE_MARK_NONE;
 }
 
-/* Insert a breakpoint at @addr with @count and @mark; the spares cover it. */
-static void insert_bp(struct range_map *map, uintptr_t addr, uint32_t count, uint8_t mark)
+/* Where a breakpoint at an address goes, and what is there now. */
+struct spot {
+	struct btree_cursor ip;	/* insertion point (btree_seek() after the address) */
+	const struct bp *le;	/* the last breakpoint at or before it, or NULL */
+	bool has;		/* a breakpoint sits at the address itself */
+};
+
+static void locate(const struct range_map *map, uintptr_t addr, struct spot *s)
 {
-	struct bp b = { addr, count, count ? mark : RANGE_MARK_NONE };
-	struct btree_cursor c;
+	uint64_t key = addr;
+	struct btree_cursor p;
 
-	btree_seek(&map->tree, &addr, false, &c);
-	if (!btree_insert_at(&map->tree, &c, &b))
-		map->nr_nodes += count != 0;
-}
-
-/* A breakpoint at @addr that changes nothing yet; the spares cover it. */
-static void split_at(struct range_map *map, uintptr_t addr)
-{
-	struct btree_cursor c;
-	const struct bp *b = bp_le(map, addr, &c);
-
-	if (!b)
-		insert_bp(map, addr, 0, RANGE_MARK_NONE);
-	else if (b->start != addr)
-		insert_bp(map, addr, b->count, b->mark);
-}
-
-static bool has_bp(const struct range_map *map, uintptr_t addr)
-{
-	struct btree_cursor c;
-	const struct bp *b = bp_le(map, addr, &c);
-
-	return b && b->start == addr;
+	btree_seek(&map->tree, &key, true, &s->ip);
+	p = s->ip;
+	s->le = btree_prev(&map->tree, &p);
+	s->has = s->le && s->le->start == addr;
 }
 
 /*
- * Whether @nr_inserts breakpoints in [start, end] go in without a leaf
- * split: all in one leaf with room, or (@two_leaves, at most one insert
- * at each end) in the leaves of @start and @end.
+ * Make sure a breakpoint sits at @addr, located in @s with no change since;
+ * a new one takes the value of the piece it splits.  The spares cover the
+ * insert.  @c is left on the breakpoint.
  */
-static bool fits(const struct range_map *map, uintptr_t start, uintptr_t end,
-		 size_t nr_inserts, bool two_leaves)
+static struct bp *place(struct range_map *map, uintptr_t addr, const struct spot *s,
+			struct btree_cursor *c)
 {
-	struct btree_cursor a, b;
+	struct bp b = { addr, 0, RANGE_MARK_NONE };
 
-	btree_seek(&map->tree, &start, false, &a);
-	btree_seek(&map->tree, &end, false, &b);
-	if (a.leaf == b.leaf)
-		return btree_leaf_room(&map->tree, &a, nr_inserts);
-	return two_leaves && btree_leaf_room(&map->tree, &a, 1) &&
-	       btree_leaf_room(&map->tree, &b, 1);
+	*c = s->ip;
+	if (s->has)
+		return btree_prev(&map->tree, c);
+	if (s->le) {
+		b.count = s->le->count;
+		b.mark = s->le->mark;
+	}
+	if (btree_insert_at(&map->tree, c, &b))
+		return NULL;	/* not reached: reserved */
+	map->nr_nodes += b.count != 0;
+	return btree_at(&map->tree, c);
 }
 
-/* Delete the breakpoints in [lo, hi] that repeat their predecessor's value. */
-static void normalize(struct range_map *map, uintptr_t lo, uintptr_t hi)
+/*
+ * Whether the breakpoints missing at @s and @e, and @extra more between
+ * them, go in without a leaf split (so without a node).
+ */
+static bool fits(const struct range_map *map, const struct spot *s, const struct spot *e,
+		 size_t extra)
 {
-	struct btree_cursor c, p;
-	struct bp *b = bp_ge(map, lo, &c);
+	size_t inserts = !s->has + !e->has + extra;
+
+	if (s->ip.leaf == e->ip.leaf)
+		return btree_leaf_room(&map->tree, &s->ip, inserts);
+	return !extra && btree_leaf_room(&map->tree, &s->ip, !s->has) &&
+	       btree_leaf_room(&map->tree, &e->ip, !e->has);
+}
+
+/*
+ * Breakpoints at both ends of [start, end], the end first (the start's
+ * place is looked up again if that moved it).  Return the one at @start,
+ * @c on it.
+ */
+static struct bp *place_both(struct range_map *map, uintptr_t start, uintptr_t end,
+			     struct spot *s, const struct spot *e, struct btree_cursor *c)
+{
+	if (!e->has) {
+		place(map, end, e, c);
+		locate(map, start, s);
+	}
+	return place(map, start, s, c);
+}
+
+/*
+ * Delete the breakpoints from @c (on the first one an update touched) up
+ * to @hi that repeat their predecessor's value.
+ */
+static void normalize(struct range_map *map, struct btree_cursor *c, uintptr_t hi)
+{
+	struct btree_cursor p = *c;
+	struct bp *b = btree_at(&map->tree, c);
 	const struct bp *prev;
 	uint32_t count = 0;
 	uint8_t mark = RANGE_MARK_NONE;
 
-	p = c;
 	prev = b ? btree_prev(&map->tree, &p) : NULL;
 	if (prev) {
 		count = prev->count;
@@ -262,13 +283,13 @@ static void normalize(struct range_map *map, uintptr_t lo, uintptr_t hi)
 			uintptr_t at = b->start;
 
 			map->nr_nodes -= b->count != 0;
-			btree_delete_at(&map->tree, &c);
-			b = bp_ge(map, at, &c);
+			b = btree_delete_at(&map->tree, c) ? btree_at(&map->tree, c) :
+							    bp_ge(map, at, c);
 			continue;
 		}
 		count = b->count;
 		mark = b->mark;
-		b = btree_next(&map->tree, &c);
+		b = btree_next(&map->tree, c);
 	}
 }
 
@@ -300,9 +321,10 @@ int range_map_add(struct range_map *map, uintptr_t start, uintptr_t end,
 		  const struct range_seg *segs, size_t nr_segs)
 {
 	struct tile_check tile = { .segs = segs, .nr = nr_segs };
-	size_t inserts = 2 + nr_segs;
-	struct btree_cursor c;
+	struct btree_cursor c, first;
+	struct spot s, e;
 	struct bp *b;
+	size_t want;
 	int ret;
 
 	if (start >= end)
@@ -312,27 +334,28 @@ int range_map_add(struct range_map *map, uintptr_t start, uintptr_t end,
 		return ret;
 	if (tile.idx != nr_segs)
 		return -EINVAL;
+	locate(map, start, &s);
+	locate(map, end, &e);
 	/* The inserts, and afterwards still two for a sub that rolls this back. */
-	ret = btree_reserve(&map->tree, fits(map, start, end, inserts, false) ?
-			    btree_insert_worst(&map->tree, 2) :
-			    btree_insert_worst(&map->tree, inserts + 2));
+	want = btree_insert_worst(&map->tree, 2 + nr_segs + 2);
+	if (map->tree.nr_spare < want && fits(map, &s, &e, nr_segs))
+		want = btree_insert_worst(&map->tree, 2);
+	ret = btree_reserve(&map->tree, want);
 	sync_spares(map);
 	if (ret)
 		return ret;
 
-	split_at(map, start);
-	split_at(map, end);
-	for (b = bp_ge(map, start, &c); b && b->start < end; b = btree_next(&map->tree, &c))
+	b = place_both(map, start, end, &s, &e, &c);
+	for (; b && b->start < end; b = btree_next(&map->tree, &c))
 		if (b->count)
 			b->count++;
 	for (size_t i = 0; i < nr_segs; i++) {
-		b = bp_le(map, segs[i].start, &c);
-		if (b && b->start == segs[i].start)
-			set_value(map, b, 1, (uint8_t)segs[i].mark);
-		else
-			insert_bp(map, segs[i].start, 1, (uint8_t)segs[i].mark);
+		locate(map, segs[i].start, &s);
+		b = place(map, segs[i].start, &s, &c);
+		set_value(map, b, 1, (uint8_t)segs[i].mark);
 	}
-	normalize(map, start, end);
+	bp_ge(map, start, &first);
+	normalize(map, &first, end);
 	btree_trim(&map->tree);
 	sync_spares(map);
 	return 0;
@@ -374,9 +397,10 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 		  range_seg_fn fn, void *ctx)
 {
 	struct run_acc acc = { .fn = fn, .ctx = ctx };
-	size_t inserts;
-	struct btree_cursor c;
+	struct btree_cursor c, first;
+	struct spot s, e;
 	struct bp *b, *next;
+	size_t inserts;
 	int ret;
 
 	if (start >= end)
@@ -384,16 +408,19 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 	ret = range_map_gaps(map, start, end, report_hole, NULL);
 	if (ret)
 		return ret;
-	inserts = !has_bp(map, start) + !has_bp(map, end);
-	if (inserts && !fits(map, start, end, inserts, true) &&
+	locate(map, start, &s);
+	locate(map, end, &e);
+	inserts = !s.has + !e.has;
+	if (map->tree.nr_spare < btree_insert_worst(&map->tree, inserts) &&
+	    !fits(map, &s, &e, 0) &&
 	    btree_reserve(&map->tree, btree_insert_worst(&map->tree, inserts))) {
 		sync_spares(map);
 		return -ENOMEM;
 	}
 
-	split_at(map, start);
-	split_at(map, end);
-	for (b = bp_ge(map, start, &c); b && b->start < end; b = next) {
+	b = place_both(map, start, end, &s, &e, &c);
+	first = c;
+	for (; b && b->start < end; b = next) {
 		enum range_mark mark = (enum range_mark)b->mark;
 
 		next = btree_next(&map->tree, &c);	/* there is one: at @end */
@@ -402,7 +429,7 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 			run_add(&acc, b->start, next->start, mark);
 	}
 	run_flush(&acc);
-	normalize(map, start, end);
+	normalize(map, &first, end);
 	range_map_reserve(map);		/* best effort: keeps the next rollback infallible */
 	return 0;
 }
