@@ -8,10 +8,12 @@
  * breakpoint, where a tree node per interval took 64.
  *
  * An update first makes sure breakpoints sit at both ends of its range
- * (at most two inserts, plus one per segment an add fills), changes the
- * values in between in place, then deletes the breakpoints that became
- * equal to their predecessor.  Only the inserts can need memory: every
- * update reserves the tree nodes they can take before changing anything.
+ * and where each segment an add fills starts, with the values already
+ * there (the map says the same), then changes the values in place, then
+ * deletes the breakpoints equal to their predecessor.  Only those inserts
+ * can need memory; if one fails, deleting the new breakpoints again (which
+ * never allocates) leaves the map as it was.  A sub inserts two at most,
+ * which the spares a reserve keeps always cover.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -210,8 +212,9 @@ static void locate(const struct range_map *map, uintptr_t addr, struct spot *s)
 
 /*
  * Make sure a breakpoint sits at @addr, located in @s with no change since;
- * a new one takes the value of the piece it splits.  The spares cover the
- * insert.  @c is left on the breakpoint.
+ * a new one takes the value of the piece it splits, so what the map says
+ * does not change.  Return it with @c on it, or NULL if the insert found
+ * no node (nothing changed).
  */
 static struct bp *place(struct range_map *map, uintptr_t addr, const struct spot *s,
 			struct btree_cursor *c)
@@ -226,39 +229,19 @@ static struct bp *place(struct range_map *map, uintptr_t addr, const struct spot
 		b.mark = s->le->mark;
 	}
 	if (btree_insert_at(&map->tree, c, &b))
-		return NULL;	/* not reached: reserved */
+		return NULL;
 	map->nr_nodes += b.count != 0;
 	return btree_at(&map->tree, c);
 }
 
-/*
- * Whether the breakpoints missing at @s and @e, and @extra more between
- * them, go in without a leaf split (so without a node).
- */
-static bool fits(const struct range_map *map, const struct spot *s, const struct spot *e,
-		 size_t extra)
+/* place() with its own lookup: 0, or -ENOMEM with nothing changed. */
+static int place_at(struct range_map *map, uintptr_t addr)
 {
-	size_t inserts = !s->has + !e->has + extra;
+	struct btree_cursor c;
+	struct spot s;
 
-	if (s->ip.leaf == e->ip.leaf)
-		return btree_leaf_room(&map->tree, &s->ip, inserts);
-	return !extra && btree_leaf_room(&map->tree, &s->ip, !s->has) &&
-	       btree_leaf_room(&map->tree, &e->ip, !e->has);
-}
-
-/*
- * Breakpoints at both ends of [start, end], the end first (the start's
- * place is looked up again if that moved it).  Return the one at @start,
- * @c on it.
- */
-static struct bp *place_both(struct range_map *map, uintptr_t start, uintptr_t end,
-			     struct spot *s, const struct spot *e, struct btree_cursor *c)
-{
-	if (!e->has) {
-		place(map, end, e, c);
-		locate(map, start, s);
-	}
-	return place(map, start, s, c);
+	locate(map, addr, &s);
+	return place(map, addr, &s, &c) ? 0 : -ENOMEM;
 }
 
 /*
@@ -322,9 +305,8 @@ int range_map_add(struct range_map *map, uintptr_t start, uintptr_t end,
 {
 	struct tile_check tile = { .segs = segs, .nr = nr_segs };
 	struct btree_cursor c, first;
-	struct spot s, e;
+	size_t j = 0;
 	struct bp *b;
-	size_t want;
 	int ret;
 
 	if (start >= end)
@@ -334,27 +316,38 @@ int range_map_add(struct range_map *map, uintptr_t start, uintptr_t end,
 		return ret;
 	if (tile.idx != nr_segs)
 		return -EINVAL;
-	locate(map, start, &s);
-	locate(map, end, &e);
-	/* The inserts, and afterwards still two for a sub that rolls this back. */
-	want = btree_insert_worst(&map->tree, 2 + nr_segs + 2);
-	if (map->tree.nr_spare < want && fits(map, &s, &e, nr_segs))
-		want = btree_insert_worst(&map->tree, 2);
-	ret = btree_reserve(&map->tree, want);
-	sync_spares(map);
-	if (ret)
-		return ret;
-
-	b = place_both(map, start, end, &s, &e, &c);
-	for (; b && b->start < end; b = btree_next(&map->tree, &c))
-		if (b->count)
-			b->count++;
-	for (size_t i = 0; i < nr_segs; i++) {
-		locate(map, segs[i].start, &s);
-		b = place(map, segs[i].start, &s, &c);
-		set_value(map, b, 1, (uint8_t)segs[i].mark);
+	/*
+	 * Breakpoints where values will change, then the spares a rollback
+	 * needs.  Until the values change this says what it said: undone by
+	 * normalizing, which only deletes.
+	 */
+	ret = place_at(map, start);
+	if (!ret)
+		ret = place_at(map, end);
+	for (size_t i = 0; !ret && i < nr_segs; i++)
+		ret = place_at(map, segs[i].start);
+	if (!ret)
+		ret = btree_reserve(&map->tree, range_map_spares_wanted(map));
+	if (ret) {
+		bp_ge(map, start, &first);
+		normalize(map, &first, end);
+		sync_spares(map);
+		return -ENOMEM;
 	}
-	bp_ge(map, start, &first);
+
+	/* Counted pieces count one more; each gap piece starts a segment. */
+	b = bp_ge(map, start, &c);
+	first = c;
+	for (; b && b->start < end; b = btree_next(&map->tree, &c)) {
+		if (b->count) {
+			b->count++;
+			continue;
+		}
+		while (j < nr_segs && segs[j].start < b->start)
+			j++;
+		if (j < nr_segs && segs[j].start == b->start)
+			set_value(map, b, 1, (uint8_t)segs[j].mark);
+	}
 	normalize(map, &first, end);
 	btree_trim(&map->tree);
 	sync_spares(map);
@@ -398,9 +391,7 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 {
 	struct run_acc acc = { .fn = fn, .ctx = ctx };
 	struct btree_cursor c, first;
-	struct spot s, e;
 	struct bp *b, *next;
-	size_t inserts;
 	int ret;
 
 	if (start >= end)
@@ -408,18 +399,18 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 	ret = range_map_gaps(map, start, end, report_hole, NULL);
 	if (ret)
 		return ret;
-	locate(map, start, &s);
-	locate(map, end, &e);
-	inserts = !s.has + !e.has;
-	if (map->tree.nr_spare < btree_insert_worst(&map->tree, inserts) &&
-	    !fits(map, &s, &e, 0) &&
-	    btree_reserve(&map->tree, btree_insert_worst(&map->tree, inserts))) {
+	/* Two inserts at most: the spares of a reserve cover them. */
+	ret = place_at(map, start);
+	if (!ret)
+		ret = place_at(map, end);
+	b = bp_ge(map, start, &c);
+	first = c;
+	if (ret) {
+		normalize(map, &first, end);
 		sync_spares(map);
 		return -ENOMEM;
 	}
 
-	b = place_both(map, start, end, &s, &e, &c);
-	first = c;
 	for (; b && b->start < end; b = next) {
 		enum range_mark mark = (enum range_mark)b->mark;
 

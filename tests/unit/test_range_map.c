@@ -328,6 +328,64 @@ static void test_many_ranges(void **state)
 	range_map_clear(&map);
 }
 
+enum { GAPS = 2000 };
+
+/* One page counted every four: GAPS of them. */
+static void every_fourth_page(struct range_map *map)
+{
+	range_map_init(map, &test_alloc);
+	for (uintptr_t i = 0; i < GAPS; i++) {
+		struct range_seg s = { BASE + (4 * i + 3) * PAGE, BASE + (4 * i + 4) * PAGE,
+				       RANGE_MARK_DONTFORK };
+
+		assert_int_equal(range_map_add(map, s.start, s.end, &s, 1), 0);
+	}
+}
+
+/*
+ * One add over thousands of gaps, each cut in three segments (a large
+ * registration over many small ones, across VMAs): thousands of new
+ * breakpoints.  It fails cleanly when memory runs out part way, and when it
+ * succeeds it never held much more memory than the result needs.
+ */
+static void test_add_over_many_gaps(void **state)
+{
+	static struct range_seg segs[3 * (GAPS + 1)];
+	uintptr_t end = BASE + (4 * GAPS + 3) * PAGE;
+	struct range_map map;
+	size_t n = 0;
+
+	(void)state;
+	for (uintptr_t i = 0; i <= GAPS; i++)
+		for (uintptr_t k = 0; k < 3; k++)
+			segs[n++] = (struct range_seg){ BASE + (4 * i + k) * PAGE,
+							BASE + (4 * i + k + 1) * PAGE,
+							(enum range_mark)k };
+	for (long budget = 0; budget < 60; budget += 20) {
+		every_fourth_page(&map);
+		test_alloc_budget = budget;
+		assert_int_equal(range_map_add(&map, BASE, end, segs, n), -ENOMEM);
+		test_alloc_budget = -1;
+		assert_int_equal(range_map_check(&map), 0);
+		assert_int_equal(map.nr_nodes, GAPS);
+		assert_int_equal(range_map_count(&map, BASE, NULL), 0);
+		assert_int_equal(range_map_count(&map, BASE + 3 * PAGE, NULL), 1);
+		range_map_clear(&map);
+	}
+	every_fourth_page(&map);
+	assert_int_equal(range_map_add(&map, BASE, end, segs, n), 0);
+	assert_int_equal(range_map_check(&map), 0);
+	assert_int_equal(map.nr_nodes, 3 * (GAPS + 1) + GAPS);
+	assert_int_equal(range_map_count(&map, BASE + 3 * PAGE, NULL), 2);
+	/* No more than the tree and its usual spares. */
+	assert_true((size_t)test_alloc_live <= map.tree.nr_nodes + range_map_spares_wanted(&map));
+	assert_int_equal(range_map_sub(&map, BASE, end, NULL, NULL), 0);
+	assert_int_equal(map.nr_nodes, GAPS);
+	assert_int_equal(range_map_check(&map), 0);
+	range_map_clear(&map);
+	assert_int_equal(test_alloc_live, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -336,6 +394,7 @@ int main(void)
 		cmocka_unit_test(test_rollback_never_allocates),
 		cmocka_unit_test(test_bad_tiles_and_holes),
 		cmocka_unit_test(test_many_ranges),
+		cmocka_unit_test(test_add_over_many_gaps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
