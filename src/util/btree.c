@@ -190,16 +190,21 @@ static unsigned int search_u64(const unsigned char *base, size_t stride, unsigne
 {
 	unsigned int lo = 0;
 
-	/* Branch-free halving: the comparisons are unpredictable. */
-	while (n > 0) {
-		unsigned int half = n / 2;
-		uint64_t v = u64_at(base + (size_t)(lo + half) * stride);
-		bool right = after ? v <= k : v < k;
-
-		lo = right ? lo + half + 1 : lo;
-		n = right ? n - half - 1 : half;
+	if (after) {		/* > k is >= k + 1 */
+		if (k == UINT64_MAX)
+			return n;
+		k++;
 	}
-	return lo;
+	if (!n)
+		return 0;
+	/* Branch-free halving (the comparisons are unpredictable): lo + n bounds the answer. */
+	while (n > 1) {
+		unsigned int half = n / 2;
+
+		lo += (unsigned int)(u64_at(base + (size_t)(lo + half) * stride) < k) * half;
+		n -= half;
+	}
+	return lo + (u64_at(base + (size_t)lo * stride) < k);
 }
 
 /* In a leaf: the first item after @key (@after) or not before it. */

@@ -88,18 +88,33 @@ static struct bp *bp_ge(const struct range_map *map, uintptr_t addr, struct btre
 
 typedef int (*step_fn)(void *ctx, uintptr_t start, uintptr_t end, const struct bp *val);
 
-/* Call @fn for every piece of [start, end) between breakpoints, in order. */
-static int walk_steps(const struct range_map *map, uintptr_t start, uintptr_t end,
-		      step_fn fn, void *ctx)
+/* Where a breakpoint at an address goes, and what is there now. */
+struct spot {
+	struct btree_cursor ip;	/* insertion point (btree_seek() after the address) */
+	const struct bp *le;	/* the last breakpoint at or before it, or NULL */
+	bool has;		/* a breakpoint sits at the address itself */
+};
+
+static void locate(const struct range_map *map, uintptr_t addr, struct spot *s)
+{
+	uint64_t key = addr;
+	struct btree_cursor p;
+
+	btree_seek(&map->tree, &key, true, &s->ip);
+	p = s->ip;
+	s->le = btree_prev(&map->tree, &p);
+	s->has = s->le && s->le->start == addr;
+}
+
+/* Call @fn for every piece of [start, end) between breakpoints, in order; @s: @start located. */
+static int walk_from(const struct range_map *map, const struct spot *s, uintptr_t start,
+		     uintptr_t end, step_fn fn, void *ctx)
 {
 	static const struct bp zero;
-	struct btree_cursor c;
-	const struct bp *val = bp_le(map, start, &c), *next;
+	struct btree_cursor c = s->ip;
+	const struct bp *val = s->le ? s->le : &zero, *next = btree_at(&map->tree, &c);
 	uintptr_t pos = start;
 
-	next = val ? btree_next(&map->tree, &c) : btree_at(&map->tree, &c);
-	if (!val)
-		val = &zero;
 	while (pos < end) {
 		uintptr_t to = next && next->start < end ? next->start : end;
 		int ret = fn(ctx, pos, to, val);
@@ -111,6 +126,15 @@ static int walk_steps(const struct range_map *map, uintptr_t start, uintptr_t en
 		next = btree_next(&map->tree, &c);
 	}
 	return 0;
+}
+
+static int walk_steps(const struct range_map *map, uintptr_t start, uintptr_t end,
+		      step_fn fn, void *ctx)
+{
+	struct spot s;
+
+	locate(map, start, &s);
+	return walk_from(map, &s, start, end, fn, ctx);
 }
 
 struct seg_call {
@@ -190,24 +214,6 @@ static void set_value(struct range_map *map, struct bp *b, uint32_t count, uint8
 	map->nr_nodes += (size_t)(count != 0) - (b->count != 0);
 	b->count = count;
 	b->mark = count ? mark : RANGE_MARK_NONE;
-}
-
-/* Where a breakpoint at an address goes, and what is there now. */
-struct spot {
-	struct btree_cursor ip;	/* insertion point (btree_seek() after the address) */
-	const struct bp *le;	/* the last breakpoint at or before it, or NULL */
-	bool has;		/* a breakpoint sits at the address itself */
-};
-
-static void locate(const struct range_map *map, uintptr_t addr, struct spot *s)
-{
-	uint64_t key = addr;
-	struct btree_cursor p;
-
-	btree_seek(&map->tree, &key, true, &s->ip);
-	p = s->ip;
-	s->le = btree_prev(&map->tree, &p);
-	s->has = s->le && s->le->start == addr;
 }
 
 /*
@@ -304,14 +310,17 @@ int range_map_add(struct range_map *map, uintptr_t start, uintptr_t end,
 		  const struct range_seg *segs, size_t nr_segs)
 {
 	struct tile_check tile = { .segs = segs, .nr = nr_segs };
+	struct seg_call gaps = { .seg_fn = check_tile, .ctx = &tile };
 	struct btree_cursor c, first;
+	struct spot s;
 	size_t j = 0;
 	struct bp *b;
 	int ret;
 
 	if (start >= end)
 		return -EINVAL;
-	ret = range_map_gaps(map, start, end, check_tile, &tile);
+	locate(map, start, &s);
+	ret = walk_from(map, &s, start, end, gap_step, &gaps);
 	if (ret)
 		return ret;
 	if (tile.idx != nr_segs)
@@ -321,7 +330,7 @@ int range_map_add(struct range_map *map, uintptr_t start, uintptr_t end,
 	 * needs.  Until the values change this says what it said: undone by
 	 * normalizing, which only deletes.
 	 */
-	ret = place_at(map, start);
+	ret = place(map, start, &s, &c) ? 0 : -ENOMEM;
 	if (!ret)
 		ret = place_at(map, end);
 	for (size_t i = 0; !ret && i < nr_segs; i++)
@@ -390,20 +399,29 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 		  range_seg_fn fn, void *ctx)
 {
 	struct run_acc acc = { .fn = fn, .ctx = ctx };
+	struct seg_call holes = { .seg_fn = report_hole };
 	struct btree_cursor c, first;
+	struct spot s, e;
 	struct bp *b, *next;
 	int ret;
 
 	if (start >= end)
 		return -EINVAL;
-	ret = range_map_gaps(map, start, end, report_hole, NULL);
+	locate(map, start, &s);
+	ret = walk_from(map, &s, start, end, gap_step, &holes);
 	if (ret)
 		return ret;
 	/* Two inserts at most: the spares of a reserve cover them. */
-	ret = place_at(map, start);
-	if (!ret)
-		ret = place_at(map, end);
-	b = bp_ge(map, start, &c);
+	b = place(map, start, &s, &c);
+	ret = b ? 0 : -ENOMEM;
+	if (!ret) {
+		locate(map, end, &e);
+		ret = e.has ? 0 : place(map, end, &e, &first) ? 0 : -ENOMEM;
+		if (!e.has)	/* the insert may have moved the one at @start */
+			b = bp_ge(map, start, &c);
+	}
+	if (ret)
+		b = bp_ge(map, start, &c);
 	first = c;
 	if (ret) {
 		normalize(map, &first, end);

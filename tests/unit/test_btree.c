@@ -139,14 +139,14 @@ static void check_seeks(const struct btree *t, const struct model *m)
 	}
 }
 
-static void random_against_model(size_t item_size, int rounds)
+static void random_against_model(size_t item_size, btree_cmp_fn cmp, int rounds)
 {
 	static struct model m, before;
 	unsigned char it[BTREE_ITEM_MAX];
 	struct btree t;
 
 	memset(&m, 0, sizeof(m));
-	btree_init(&t, item_size, key_cmp, &test_alloc);
+	btree_init(&t, item_size, cmp, &test_alloc);
 	for (int round = 0; round < rounds; round++) {
 		/* Phases that grow, then shrink, then churn the tree. */
 		int grow = (round / 4000) % 3 == 0 ? 80 : (round / 4000) % 3 == 1 ? 20 : 50;
@@ -204,14 +204,22 @@ static void test_small_items(void **state)
 {
 	(void)state;
 	srand(4242);
-	random_against_model(12, 40000);
+	random_against_model(12, key_cmp, 40000);
 }
 
 static void test_large_items(void **state)
 {
 	(void)state;
 	srand(777);
-	random_against_model(BTREE_ITEM_MAX, 40000);
+	random_against_model(BTREE_ITEM_MAX, key_cmp, 40000);
+}
+
+/* No comparison function: the inline search on a uint64_t key, odd item size. */
+static void test_u64_keys(void **state)
+{
+	(void)state;
+	srand(31337);
+	random_against_model(13, NULL, 40000);
 }
 
 /* After btree_reserve() of the worst case, that many inserts take no memory. */
@@ -300,6 +308,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_small_items),
 		cmocka_unit_test(test_large_items),
+		cmocka_unit_test(test_u64_keys),
 		cmocka_unit_test(test_reserve_covers_inserts),
 		cmocka_unit_test(test_sequential),
 	};
