@@ -163,9 +163,13 @@ static uint32_t *refs_of(const struct hit *h)
 	       &((struct compact *)h->item)->refs : &((struct wide *)h->item)->refs;
 }
 
-/* The entry of (addr, len, ext): entries are told apart by (addr, len, start, end). */
+/*
+ * The entry of (addr, len, ext): entries are told apart by (addr, len,
+ * start, end).  If there is none, @compact_at (if not NULL) is where it
+ * would go in the compact tree, and @h->c in the wide one.
+ */
 static bool lookup(const struct reg_table *t, uintptr_t addr, size_t len,
-		   const struct reg_extent *ext, struct hit *h)
+		   const struct reg_extent *ext, struct hit *h, struct btree_cursor *compact_at)
 {
 	struct reg_key k = { addr, len, ext->start, ext->end };
 
@@ -173,6 +177,8 @@ static bool lookup(const struct reg_table *t, uintptr_t addr, size_t len,
 	h->item = btree_find(h->tree, &k, &h->c);
 	if (h->item)
 		return true;
+	if (compact_at)
+		*compact_at = h->c;
 	h->tree = (struct btree *)&t->wide;
 	h->item = btree_find(h->tree, &k, &h->c);
 	return h->item != NULL;
@@ -216,15 +222,22 @@ static struct btree *new_entry(struct reg_table *t, uintptr_t addr, size_t len,
 	return &t->wide;
 }
 
-/* Insert @item into @tree at its place; the spares of @t's trees come first. */
+/*
+ * Insert @item into @tree at its place (@at, or looked up if NULL); the
+ * spares of @t's trees, and of @donor's, come first.
+ */
 static int insert_item(struct reg_table *t, struct btree *tree, uintptr_t addr, size_t len,
-		       const struct reg_extent *ext, const void *item, struct reg_table *donor)
+		       const struct reg_extent *ext, const void *item, struct reg_table *donor,
+		       const struct btree_cursor *at)
 {
 	struct reg_key k = { addr, len, ext->start, ext->end };
 	struct btree_cursor c;
 	size_t need;
 
-	btree_seek(tree, &k, false, &c);
+	if (at)
+		c = *at;
+	else
+		btree_seek(tree, &k, false, &c);
 	need = btree_insert_need(tree, &c);
 	btree_take_spares(tree, tree == &t->compact ? &t->wide : &t->compact, need);
 	if (donor) {
@@ -243,20 +256,22 @@ static void top_up(struct btree *tree)
 int reg_table_add(struct reg_table *t, uintptr_t addr, size_t len,
 		  const struct reg_extent *ext)
 {
+	struct btree_cursor at;
 	struct compact c;
 	struct wide w;
 	struct btree *tree;
 	struct hit h;
 	int ret;
 
-	if (lookup(t, addr, len, ext, &h)) {
+	if (lookup(t, addr, len, ext, &h, &at)) {
 		(*refs_of(&h))++;
 		t->nr_live++;
 		return 0;
 	}
+	/* Not found: @at is where it goes in the compact tree, @h.c in the wide one. */
 	tree = new_entry(t, addr, len, ext, 0, &c, &w);
 	ret = insert_item(t, tree, addr, len, ext, tree == &t->compact ? (void *)&c : (void *)&w,
-			  NULL);
+			  NULL, tree == &t->compact ? &at : &h.c);
 	if (ret)
 		return ret;
 	t->nr_live++;
@@ -277,7 +292,7 @@ int reg_table_del(struct reg_table *t, uintptr_t addr, size_t len,
 {
 	struct hit h;
 
-	if (!lookup(t, addr, len, ext, &h))
+	if (!lookup(t, addr, len, ext, &h, NULL))
 		return -ENOENT;
 	t->nr_live--;
 	if (--*refs_of(&h))
@@ -305,12 +320,12 @@ int reg_table_move(struct reg_table *from, struct reg_table *to, uintptr_t addr,
 		}
 		return ret;
 	}
-	if (lookup(to, addr, len, ext, &dst)) {	/* an identical registration is there already */
+	if (lookup(to, addr, len, ext, &dst, NULL)) {	/* an identical registration is there already */
 		(*refs_of(&dst))++;
 	} else {
 		tree = new_entry(to, addr, len, ext, 0, &c, &w);
 		ret = insert_item(to, tree, addr, len, ext,
-				  tree == &to->compact ? (void *)&c : (void *)&w, from);
+				  tree == &to->compact ? (void *)&c : (void *)&w, from, NULL);
 		if (ret)
 			return ret;
 	}
@@ -329,7 +344,7 @@ int reg_table_set_cookie(struct reg_table *t, uintptr_t addr, size_t len,
 	struct hit h;
 	int ret;
 
-	if (!lookup(t, addr, len, ext, &h))
+	if (!lookup(t, addr, len, ext, &h, NULL))
 		return -ENOENT;
 	if (h.tree == &t->wide) {
 		((struct wide *)h.item)->cookie = cookie;
@@ -340,7 +355,7 @@ int reg_table_set_cookie(struct reg_table *t, uintptr_t addr, size_t len,
 	/* A compact entry has no room for it: it moves to the wide tree. */
 	new_entry(t, addr, len, ext, cookie, &c, &w);
 	w.refs = ((struct compact *)h.item)->refs;
-	ret = insert_item(t, &t->wide, addr, len, ext, &w, NULL);
+	ret = insert_item(t, &t->wide, addr, len, ext, &w, NULL, NULL);
 	if (ret)
 		return ret;
 	btree_delete_at(&t->compact, &h.c);
