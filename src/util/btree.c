@@ -341,13 +341,6 @@ static unsigned int child_index(const struct btree_node *p, const struct btree_n
 	return i;
 }
 
-bool btree_leaf_room(const struct btree *t, const struct btree_cursor *c, size_t nr_inserts)
-{
-	if (!c->leaf)
-		return !nr_inserts;
-	return c->leaf->n + nr_inserts <= t->leaf_cap;
-}
-
 /* Nodes an insert into @leaf takes: one per full level, and a new root. */
 static size_t split_need(const struct btree *t, const struct btree_node *leaf)
 {

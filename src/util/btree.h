@@ -96,8 +96,6 @@ bool btree_delete_at(struct btree *t, struct btree_cursor *c);
 size_t btree_insert_need(const struct btree *t, const struct btree_cursor *c);
 /* Spare nodes that @nr_inserts inserts can take at most. */
 size_t btree_insert_worst(const struct btree *t, size_t nr_inserts);
-/* Whether @nr_inserts more items fit in the leaf of @c without a split. */
-bool btree_leaf_room(const struct btree *t, const struct btree_cursor *c, size_t nr_inserts);
 /* Hold at least @n spare nodes. Return 0 or -ENOMEM (the ones gotten are kept). */
 int btree_reserve(struct btree *t, size_t n);
 /* Take spare nodes from @from (same allocator) until @to holds @n. */
