@@ -25,34 +25,49 @@ static inline void fork_init(void)
  * The fork guard: fork_guard_enter() before a registration marks or a
  * release unpins, fork_guard_exit() after the marks match the device's
  * pins again; they nest per thread.  While no fork waits, entering and
- * leaving are two atomic operations, inline: a revived registration makes
- * no system call, and under emulation (the TCG guests) every call and
- * return costs about as much as the rest of it.  fork.c has the protocol.
+ * leaving are two atomic operations, inline, on a counter of the calling
+ * thread's own (struct fork_thread, in its own cache line): a revived
+ * registration makes no system call, and two threads registering at once
+ * must not pass a shared cache line back and forth, nor, under emulation
+ * (the TCG guests), pay for calls and returns that cost about as much as
+ * the rest of it.  fork.c has the protocol.
  */
+struct fork_thread {
+	_Alignas(64) atomic_uint inside;	/* this thread between enter and exit */
+	atomic_bool in_use;		/* claimed by a live thread */
+	struct fork_thread *next;	/* every record made: never freed */
+};
 struct fork_gate_counters {
-	atomic_uint inside;		/* threads between enter and exit */
-	atomic_uint forks_waiting;
+	_Alignas(64) atomic_uint forks_waiting;	/* a line of its own: read on every entry */
+	struct fork_thread *_Atomic threads;
 };
 extern struct fork_gate_counters fork_gate;
 extern SP_THREAD_LOCAL unsigned int fork_guard_depth;
+extern SP_THREAD_LOCAL struct fork_thread *fork_self;
+struct fork_thread *fork_thread_attach(void);
 void fork_guard_wait(void);
 void fork_guard_leave_slow(void);
 
 static inline void fork_guard_enter(void)
 {
+	struct fork_thread *me;
+
 	fork_init();
 	if (fork_guard_depth++)
 		return;		/* nested: never wait behind a fork while inside */
-	atomic_fetch_add(&fork_gate.inside, 1);
+	me = fork_self;
+	if (SP_UNLIKELY(!me))
+		me = fork_thread_attach();
+	atomic_fetch_add(&me->inside, 1);
 	if (SP_UNLIKELY(atomic_load(&fork_gate.forks_waiting)))
 		fork_guard_wait();
 }
 
-/* Leave the gate; the last one out wakes a waiting fork. */
+/* Leave the gate; a thread leaving while a fork waits wakes it. */
 static inline void fork_guard_leave(void)
 {
-	if (atomic_fetch_sub(&fork_gate.inside, 1) == 1 &&
-	    SP_UNLIKELY(atomic_load(&fork_gate.forks_waiting)))
+	atomic_fetch_sub(&fork_self->inside, 1);
+	if (SP_UNLIKELY(atomic_load(&fork_gate.forks_waiting)))
 		fork_guard_leave_slow();
 }
 

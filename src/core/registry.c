@@ -144,6 +144,7 @@ void registry_reset_in_child(void)
 void registry_disable_protection(bool disable)
 {
 	registry_lock();
+	registry_settle_threads();
 	registry_state.unprotected = disable;
 	registry_unlock();
 }
@@ -424,7 +425,8 @@ static int apply_mark(const struct range_seg *seg, bool set)
  * vm.max_map_count limit).  They stay in the page counts with one count
  * held here, so the pages remain ours: a later pin of them takes no
  * madvise and does not mistake our mark for the application's, and each
- * later pin or unpin retries the unmarking.  Bounded: beyond it the pages
+ * later pin or unpin that takes the registry lock (not one served by a
+ * thread's cache) retries the unmarking.  Bounded: beyond it the pages
  * stay marked with nobody counting them (and stats.failures says so).
  * The list itself is declared with the registry state above.
  */
@@ -758,9 +760,14 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 	bool protect, trusted = false;
 	int ret;
 
+	/* Revived in this thread's cache: no registry lock (registry_deferred.c). */
+	if (!pl && !registry_tc_revive(addr, len))
+		return 0;
 	registry_lock();
 	if (stuck.n)
 		retry_stuck_locked();
+	/* Parked in another thread's cache: an exact revival takes it from the table. */
+	registry_tc_park_back_locked(addr, len, 0, 0);
 	if (!pl && registry_state.parked.nr_live && !registry_revive_locked(addr, len)) {
 		registry_unlock();
 		return 0;
@@ -782,7 +789,9 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 		}
 	}
 	/* Parked registrations this pin covers whole, or shares pages with:
-	 * see registry_deferred.c. */
+	 * see registry_deferred.c.  (The lock was let go in pin_in_windows().) */
+	if (!ret)
+		registry_tc_park_back_locked(addr, len, ext.start, ext.end);
 	if (!ret && registry_state.parked.nr_live) {
 		ret = registry_unpark_within_locked(&ext);
 		if (ret > 0) {
@@ -801,7 +810,7 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 	if (ret)
 		registry_close_opened_locked(&opened);
 	/* Parked registrations and windows hold VMA splits: give them back and retry once. */
-	if (ret == -ENOMEM && (registry_state.parked.nr_live || registry_state.windows.n) &&
+	if (ret == -ENOMEM && (registry_any_parked() || registry_state.windows.n) &&
 	    !registry_flush_all_locked()) {
 		vmas.n = 0;
 		ret = describe_range(addr, len, &vmas, &ext);
@@ -835,6 +844,9 @@ static int unpin(uintptr_t addr, size_t len, bool may_park)
 	struct reg_extent ext;
 	int ret;
 
+	/* Revived in this thread's cache: parked there again, no registry lock. */
+	if (may_park && !registry_tc_park(addr, len))
+		return 0;
 	registry_lock();
 	if (stuck.n)
 		retry_stuck_locked();
@@ -850,12 +862,20 @@ static int unpin(uintptr_t addr, size_t len, bool may_park)
 			goto out;
 		ret = reg_table_find(&registry_state.regs, addr, len, &ext);	/* settled */
 	}
+	/* Pinned, or revived, in a thread's cache (another thread's, or one
+	 * that was not to park): back to the table. */
+	if (ret == -ENOENT && registry_state.nr_held) {
+		(void)registry_settle_threads_locked();
+		ret = reg_table_find(&registry_state.regs, addr, len, &ext);
+		if (ret == -ENOENT && registry_tc_stranded_locked(addr, len))
+			ret = -ENOMEM;	/* it could not move back: nothing changed */
+	}
 	if (!ret)
 		ret = range_map_reserve(&registry_state.pages);
 	if (!ret)
 		ret = range_map_reserve(&registry_state.edges);
 	if (!ret) {
-		if (!may_park || registry_park_locked(addr, len))
+		if (!may_park || registry_park_locked(addr, len, &ext))
 			drop_locked(addr, len, &ext);
 		lifetime_unpinned_locked(&ext);
 	}
@@ -880,7 +900,8 @@ int registry_set_policy(enum safepin_policy policy)
 
 	registry_lock();
 	/* Parked marks follow the old policy: flushed before it changes. */
-	if (registry_state.regs.nr_live || registry_state.wregs.nr_live)
+	registry_settle_threads();
+	if (registry_state.regs.nr_live || registry_state.wregs.nr_live || registry_state.nr_held)
 		ret = -EBUSY;
 	else if (!(ret = registry_flush_all_locked()))
 		registry_state.policy = policy;
@@ -907,14 +928,18 @@ void registry_count_failure(void)
 
 void registry_read_stats(struct safepin_stats *out)
 {
+	uint64_t held_live, held_parked;
+
 	registry_lock();
-	out->live_registrations = registry_state.regs.nr_live + registry_state.wregs.nr_live;
+	registry_tc_count_locked(&held_live, &held_parked);
+	out->live_registrations = registry_state.regs.nr_live + registry_state.wregs.nr_live +
+				  held_live;
 	out->pages_marked = registry_state.pages_marked;
 	out->madvise_calls = registry_state.madvise_calls;
 	out->prefaulted_pages = registry_state.prefaulted_pages;
 	out->cow_unbroken_pages = registry_state.cow_unbroken_pages;
 	out->failures = registry_state.failures;
-	out->parked_registrations = registry_state.parked.nr_live;
+	out->parked_registrations = registry_state.parked.nr_live + held_parked;
 	out->revived_registrations = registry_state.revived;
 	registry_unlock();
 }

@@ -2,14 +2,18 @@
 /*
  * Deferred unmarking: parking unpinned registrations, reviving them on the
  * next pin, flushing them (coalesced) and re-marking revived ones before a
- * fork.  Apart from registry.c because it is a mode layered on the pin
- * path, not a step of it: it works on the same counts and marks through
- * registry_internal.h, and registry.c calls in at few points (an unpin
- * parks, a pin revives, a pin meeting ENOMEM or a policy change flushes).
+ * fork, and the threads' caches that let a thread revive and park its own
+ * registrations without the registry lock.  Apart from registry.c because
+ * it is a mode layered on the pin path, not a step of it: it works on the
+ * same counts and marks through registry_internal.h, and registry.c calls
+ * in at few points (an unpin parks, a pin revives, a pin meeting ENOMEM or
+ * a policy change flushes).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "lifetime.h"
 #include "log.h"
@@ -180,6 +184,353 @@ static int unpark_into(const struct reg_pick *p, struct unmark_batch *b)
 }
 
 /*
+ * The threads' caches.  Re-registering a parked range takes no system
+ * call, so what is left of its cost is the lock and the shared cache lines
+ * it touches: two threads re-registering their own buffers would spend
+ * their time passing them back and forth.  So an unpin that parks puts the
+ * registration into a slot of the calling thread's cache instead of the
+ * parked table (if one is free); a pin of exactly that (addr, len) in that
+ * thread revives it in the slot, and its unpin parks it there again, each
+ * under the thread's own lock only.  The entries stay in the page and edge
+ * counts, exactly as parked and live registrations in the tables do: only
+ * which table lists them differs.
+ *
+ * Everything else reaches them with the registry lock held, taking each
+ * cache's lock after it: flushes unmark the parked ones (the fork's
+ * prepare handler, safepin_flush(), PARK_MAX, ENOMEM), a revival there is
+ * remembered for the next fork's re-marking, a pin other than an exact
+ * revival in its own thread moves the parked ones of the same (addr, len)
+ * or on its pages back to the parked table first (registry.c then treats
+ * them as it always did), an unpin that finds nothing in the live table,
+ * the lifetime code before it walks the tables, and a change of mode or
+ * policy move them all back; the stats count them where they are.  A
+ * thread's own parks do not count against PARK_MAX (they add no VMA
+ * split); its first park of an entry does.  A thread that exits moves
+ * its entries back (a pthread key's destructor); its cache then serves the
+ * next new thread.  Caches are never freed, so none is ever lost sight of.
+ * The library walking every registration for the monitor or the audit
+ * (which need every pin and unpin to be seen) turns the caches off.
+ */
+#define TC_SLOTS 32
+
+enum { TC_FREE, TC_PARKED, TC_LIVE, TC_STRANDED /* live, could not move back */ };
+
+struct tc_slot {
+	uintptr_t addr;
+	size_t len;
+	struct reg_extent ext;
+	unsigned char state;
+	bool revived;		/* since the registry last looked */
+};
+
+struct thread_cache {
+	_Alignas(64) struct sp_lock lock;	/* over all below but next and in_use */
+	unsigned int n;		/* slots not free */
+	uint64_t revived;	/* revivals, not yet in registry_state.revived */
+	struct tc_slot slot[TC_SLOTS];
+	struct thread_cache *next;	/* under the registry lock */
+	bool in_use;			/* under the registry lock */
+};
+
+static struct thread_cache *tc_head;	/* under the registry lock */
+#define TC_STATIC 4
+static struct thread_cache tc_static[TC_STATIC];	/* the first ones */
+static unsigned int tc_static_used;			/* under the registry lock */
+static SP_THREAD_LOCAL struct thread_cache *tc_self;
+static pthread_key_t tc_key;
+static pthread_once_t tc_key_once = PTHREAD_ONCE_INIT;
+static bool tc_have_key;
+
+static void tc_release(void *p);
+
+static void tc_make_key(void)
+{
+	tc_have_key = !pthread_key_create(&tc_key, tc_release);
+}
+
+static struct tc_slot *tc_find(struct thread_cache *c, uintptr_t addr, size_t len,
+			       unsigned char state)
+{
+	for (unsigned int i = 0; i < TC_SLOTS; i++) {
+		struct tc_slot *s = &c->slot[i];
+
+		if (s->state == state && s->addr == addr && s->len == len)
+			return s;
+	}
+	return NULL;
+}
+
+int registry_tc_revive(uintptr_t addr, size_t len)
+{
+	struct thread_cache *c = tc_self;
+	struct tc_slot *s;
+
+	if (!c)
+		return -ENOENT;
+	sp_lock(&c->lock);
+	s = tc_find(c, addr, len, TC_PARKED);
+	if (s) {
+		s->state = TC_LIVE;
+		s->revived = true;
+		c->revived++;
+	}
+	sp_unlock(&c->lock);
+	return s ? 0 : -ENOENT;
+}
+
+int registry_tc_park(uintptr_t addr, size_t len)
+{
+	struct thread_cache *c = tc_self;
+	struct tc_slot *s;
+
+	if (!c)
+		return -ENOENT;
+	sp_lock(&c->lock);
+	s = tc_find(c, addr, len, TC_LIVE);
+	if (s)
+		s->state = TC_PARKED;
+	sp_unlock(&c->lock);
+	return s ? 0 : -ENOENT;
+}
+
+/* The calling thread's cache, claimed or made on its first park. */
+static struct thread_cache *tc_get_locked(void)
+{
+	struct thread_cache *c;
+
+	if (tc_self)
+		return tc_self;
+	if (registry_state.tc_off)
+		return NULL;
+	/* The audit keeps a note on every live entry: none may hide here. */
+	if (audit_pfns_enabled()) {
+		registry_state.tc_off = true;
+		return NULL;
+	}
+	pthread_once(&tc_key_once, tc_make_key);
+	if (!tc_have_key)
+		return NULL;
+	for (c = tc_head; c && c->in_use; c = c->next)
+		;
+	if (!c) {
+		/* Off the malloc heap, as the arena: a registered heap buffer
+		 * may share a page with it, and the child resets it. */
+		if (tc_static_used < TC_STATIC)
+			c = &tc_static[tc_static_used++];
+		else if ((c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED)
+			return NULL;
+		sp_lock_init(&c->lock);
+		c->next = tc_head;
+		tc_head = c;
+	}
+	if (pthread_setspecific(tc_key, c))
+		return NULL;
+	c->in_use = true;
+	tc_self = c;
+	return c;
+}
+
+/* An unpin parks (addr, len), in the live table with @ext, in this thread's cache. */
+static int tc_hold_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
+{
+	struct thread_cache *c = registry_state.tc_off ? NULL : tc_get_locked();
+	int ret = -ENOSPC;
+
+	if (!c)
+		return -ENOENT;
+	sp_lock(&c->lock);
+	if (c->n < TC_SLOTS) {
+		struct tc_slot *s = c->slot;
+
+		while (s->state != TC_FREE)
+			s++;
+		reg_table_del(&registry_state.regs, addr, len, ext);
+		*s = (struct tc_slot){ addr, len, *ext, TC_PARKED, false };
+		c->n++;
+		registry_state.nr_held++;
+		ret = 0;
+	}
+	sp_unlock(&c->lock);
+	return ret;
+}
+
+static void tc_free_slot(struct thread_cache *c, struct tc_slot *s)
+{
+	s->state = TC_FREE;
+	c->n--;
+	registry_state.nr_held--;
+}
+
+/* Unmark a parked entry of a cache into @b: 0, or -ENOMEM (it stays). */
+static int tc_unpark(struct thread_cache *c, struct tc_slot *s, struct unmark_batch *b)
+{
+	if (range_map_reserve(&registry_state.pages) || range_map_reserve(&registry_state.edges))
+		return -ENOMEM;
+	range_map_sub(&registry_state.pages, s->ext.start, s->ext.end, registry_batch_run, b);
+	registry_edges_sub(&s->ext);
+	tc_free_slot(c, s);
+	return 0;
+}
+
+/* What tc_visit_locked() does with the entries besides noting revivals. */
+enum tc_do {
+	TC_NOTE,	/* nothing */
+	TC_UNPARK,	/* unmark the parked ones */
+	TC_PARK_BACK,	/* the parked ones meeting the pick back to the parked table */
+	TC_SETTLE,	/* all back to the tables */
+};
+
+/* For TC_PARK_BACK: (addr, len) itself, and every extent meeting [start, end). */
+struct tc_pick {
+	uintptr_t addr, start, end;
+	size_t len;
+};
+
+static bool tc_picked(const struct tc_pick *p, const struct tc_slot *s)
+{
+	return !p || (s->addr == p->addr && s->len == p->len) ||
+	       (s->ext.start < p->end && s->ext.end > p->start);
+}
+
+static int tc_visit_one(struct thread_cache *c, enum tc_do what, struct unmark_batch *b,
+			const struct tc_pick *pick)
+{
+	int ret = 0;
+
+	sp_lock(&c->lock);
+	registry_state.revived += c->revived;
+	c->revived = 0;
+	for (unsigned int i = 0; c->n && i < TC_SLOTS; i++) {
+		struct tc_slot *s = &c->slot[i];
+
+		if (s->state == TC_FREE)
+			continue;
+		if (s->revived)
+			remember_revived(&s->ext);
+		s->revived = false;
+		if (s->state == TC_PARKED && what == TC_UNPARK) {
+			if (tc_unpark(c, s, b))
+				ret = -ENOMEM;
+		} else if (s->state == TC_PARKED && what != TC_NOTE && tc_picked(pick, s)) {
+			if (!reg_table_add(&registry_state.parked, s->addr, s->len, &s->ext))
+				tc_free_slot(c, s);
+			else if (tc_unpark(c, s, b))
+				ret = -ENOMEM;
+		} else if (s->state != TC_PARKED && what == TC_SETTLE) {
+			if (!reg_table_add(&registry_state.regs, s->addr, s->len, &s->ext)) {
+				tc_free_slot(c, s);
+			} else {
+				s->state = TC_STRANDED;
+				ret = -ENOMEM;
+			}
+		}
+	}
+	sp_unlock(&c->lock);
+	return ret;
+}
+
+static int tc_visit_locked(enum tc_do what, struct unmark_batch *b, const struct tc_pick *pick)
+{
+	int ret = 0;
+
+	for (struct thread_cache *c = tc_head; c; c = c->next) {
+		int r = tc_visit_one(c, what, b, pick);
+
+		ret = ret ? ret : r;
+	}
+	return ret;
+}
+
+static int tc_visit_apply_locked(enum tc_do what, const struct tc_pick *pick)
+{
+	struct unmark_batch b = { .run = NULL };
+	int ret = tc_visit_locked(what, &b, pick);
+
+	registry_batch_apply(&b);
+	return ret;
+}
+
+void registry_tc_park_back_locked(uintptr_t addr, size_t len, uintptr_t start, uintptr_t end)
+{
+	struct tc_pick pick = { addr, start, end, len };
+
+	if (registry_state.nr_held)
+		(void)tc_visit_apply_locked(TC_PARK_BACK, &pick);
+}
+
+int registry_settle_threads_locked(void)
+{
+	int ret = tc_visit_apply_locked(TC_SETTLE, NULL);
+
+	if (ret) {
+		registry_state.failures++;
+		sp_log(SP_LOG_ERROR, "out of memory moving registrations back from the "
+		       "threads' caches: %zu stay there", registry_state.nr_held);
+	}
+	return ret;
+}
+
+bool registry_tc_stranded_locked(uintptr_t addr, size_t len)
+{
+	bool found = false;
+
+	for (struct thread_cache *c = tc_head; c && !found; c = c->next) {
+		sp_lock(&c->lock);
+		found = c->n && tc_find(c, addr, len, TC_STRANDED);
+		sp_unlock(&c->lock);
+	}
+	return found;
+}
+
+void registry_tc_count_locked(uint64_t *live, uint64_t *parked)
+{
+	*live = *parked = 0;
+	for (struct thread_cache *c = tc_head; c; c = c->next) {
+		(void)tc_visit_one(c, TC_NOTE, NULL, NULL);
+		sp_lock(&c->lock);
+		for (unsigned int i = 0; c->n && i < TC_SLOTS; i++) {
+			if (c->slot[i].state == TC_PARKED)
+				(*parked)++;
+			else if (c->slot[i].state != TC_FREE)
+				(*live)++;
+		}
+		sp_unlock(&c->lock);
+	}
+}
+
+/* A thread exits: its entries go back to the tables, its cache to the next thread. */
+static void tc_release(void *p)
+{
+	struct thread_cache *c = p;
+	struct unmark_batch b = { .run = NULL };
+
+	registry_lock();
+	if (tc_visit_one(c, TC_SETTLE, &b, NULL)) {
+		registry_state.failures++;
+		sp_log(SP_LOG_ERROR, "out of memory moving an exiting thread's registrations "
+		       "back: they stay in its cache, for the next thread");
+	}
+	registry_batch_apply(&b);
+	c->in_use = false;
+	tc_self = NULL;
+	registry_unlock();
+}
+
+/* In the child, with the registry lock held by the only thread. */
+void registry_tc_forget(void)
+{
+	for (struct thread_cache *c = tc_head; c; c = c->next) {
+		sp_lock_init(&c->lock);
+		memset(c->slot, 0, sizeof(c->slot));
+		c->n = 0;
+		c->revived = 0;
+		c->in_use = c == tc_self;
+	}
+	registry_state.nr_held = 0;
+}
+
+/*
  * Unmark every parked registration.  Return 0, or -ENOMEM when the page
  * map could not be split: those stay parked (counted and marked).
  */
@@ -188,24 +539,27 @@ int registry_flush_parked_locked(void)
 	struct unmark_batch b = { .run = NULL };
 	int ret = 0;
 
-	while (registry_state.parked.nr_live) {
+	if (registry_state.nr_held)
+		ret = tc_visit_locked(TC_UNPARK, &b, NULL);
+	while (!ret && registry_state.parked.nr_live) {
 		struct reg_pick p = { .start = 0, .end = UINTPTR_MAX };
 
 		(void)reg_table_walk(&registry_state.parked, registry_pick_entry, &p);
 		ret = unpark_into(&p, &b);
-		if (ret) {
-			registry_state.failures++;
-			sp_log(SP_LOG_ERROR, "out of memory unmarking parked registrations: "
-			       "%zu stay marked", registry_state.parked.nr_live);
-			break;
-		}
+	}
+	if (ret) {
+		uint64_t held_live, held_parked;
+
+		registry_tc_count_locked(&held_live, &held_parked);
+		registry_state.failures++;
+		sp_log(SP_LOG_ERROR, "out of memory unmarking parked registrations: "
+		       "%zu stay marked", registry_state.parked.nr_live + (size_t)held_parked);
 	}
 	registry_batch_apply(&b);
 	return ret;
 }
 
-/* Unpin with deferred unmarking. Return 0, or -ENOENT / -ENOMEM: unmark now. */
-int registry_park_locked(uintptr_t addr, size_t len)
+int registry_park_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
 {
 	struct reg_extent moved;
 
@@ -213,8 +567,20 @@ int registry_park_locked(uintptr_t addr, size_t len)
 		recent_set_add(&registry_state.unpinned, addr, len);
 		return -ENOENT;
 	}
-	if (registry_state.parked.nr_live >= PARK_MAX)
-		(void)registry_flush_parked_locked();
+	/*
+	 * Entries the threads hold may be parked: when they could make
+	 * PARK_MAX, count them.  (A thread parking in its cache again what
+	 * it revived there adds no VMA split, and does not count here.)
+	 */
+	if (registry_state.parked.nr_live + registry_state.nr_held >= PARK_MAX) {
+		uint64_t held_live, held_parked;
+
+		registry_tc_count_locked(&held_live, &held_parked);
+		if (registry_state.parked.nr_live + held_parked >= PARK_MAX)
+			(void)registry_flush_parked_locked();
+	}
+	if (!tc_hold_locked(addr, len, ext))
+		return 0;
 	return reg_table_move(&registry_state.regs, &registry_state.parked, addr, len, &moved);
 }
 
@@ -316,8 +682,17 @@ static void remark_revived_locked(void)
 	struct vma_vec a = { .v = NULL };
 	int ret = 0;
 
-	if (revived.overflow)
+	if (revived.overflow) {
+		registry_settle_threads();
 		(void)reg_table_walk(&registry_state.regs, gather_reg, &l);
+		for (struct thread_cache *c = tc_head; c; c = c->next) {	/* stranded */
+			sp_lock(&c->lock);
+			for (unsigned int i = 0; c->n && i < TC_SLOTS; i++)
+				if (c->slot[i].state == TC_STRANDED)
+					(void)gather_reg(&l, 0, 0, &c->slot[i].ext, 1, 0);
+			sp_unlock(&c->lock);
+		}
+	}
 	else
 		for (size_t i = 0; i < revived.n && !l.short_of_memory; i++)
 			(void)range_map_walk_range(&registry_state.pages, revived.ext[i].start,
@@ -448,6 +823,7 @@ void registry_note_parked_overlap_locked(const struct reg_extent *ext)
 
 void registry_forget_revived(void)
 {
+	registry_tc_forget();
 	memset(&revived, 0, sizeof(revived));
 }
 
@@ -455,7 +831,7 @@ int registry_flush_all_locked(void)
 {
 	int ret = 0, ret2 = 0;
 
-	if (registry_state.parked.nr_live)
+	if (registry_any_parked())
 		ret = registry_flush_parked_locked();
 	if (registry_state.windows.n)
 		ret2 = registry_close_windows_locked();
@@ -485,11 +861,13 @@ int registry_set_unmark(enum safepin_unmark mode)
 	int ret = 0;
 
 	registry_lock();
+	/* Entries the threads hold were parked and revived in the old mode. */
+	registry_settle_threads();
 	registry_state.defer_unmark = mode != SAFEPIN_UNMARK_IMMEDIATE;
 	registry_state.windowed = mode == SAFEPIN_UNMARK_WINDOWED;
 	if (!registry_state.windowed && registry_state.windows.n)
 		ret = registry_close_windows_locked();
-	if (!registry_state.defer_unmark && registry_state.parked.nr_live) {
+	if (!registry_state.defer_unmark && registry_any_parked()) {
 		int r = registry_flush_parked_locked();
 
 		ret = ret ? ret : r;

@@ -4,7 +4,8 @@
  * includes: the registry state and the helpers they call with its lock held.
  *   registry.c           the pin path (describe, decide, mark, pre-fault),
  *                        unpin, edge pages, stuck runs, fork support, stats;
- *   registry_deferred.c  deferred unmarking: park, revive, flush, re-mark;
+ *   registry_deferred.c  deferred unmarking: park, revive, flush, re-mark,
+ *                        and the threads' caches of parked registrations;
  *   registry_lifetime.c  registrations whose memory went away (lifetime.h).
  * The rest of the library uses registry.h and lifetime.h.
  */
@@ -27,7 +28,11 @@
 #include "reg_table.h"
 #include "vm.h"
 
-/* One lock over all of it: registry_lock() / registry_unlock(). */
+/*
+ * One lock over all of it: registry_lock() / registry_unlock().  (Each
+ * thread's cache of registrations it parked has a lock of its own, taken
+ * after this one: see registry_tc_revive().)
+ */
 struct registry_state {
 	struct sp_lock lock;
 	struct arena arena;
@@ -49,6 +54,8 @@ struct registry_state {
 	uint64_t cow_unbroken_pages;
 	uint64_t failures;
 	uint64_t revived;
+	size_t nr_held;			/* entries in threads' caches: see registry_deferred.c */
+	bool tc_off;			/* threads' caches disabled for good (monitor, audit) */
 };
 
 extern struct registry_state registry_state;
@@ -134,10 +141,55 @@ void registry_batch_apply(struct unmark_batch *b);
 int registry_flush_parked_locked(void);
 /* The same, and close every window (registry_window.c). */
 int registry_flush_all_locked(void);
-/* Unpin with deferred unmarking. Return 0, or -ENOENT / -ENOMEM: unmark now. */
-int registry_park_locked(uintptr_t addr, size_t len);
+/*
+ * Unpin with deferred unmarking of (addr, len), found in the live table
+ * with extent @ext: parked in the calling thread's cache, or in the parked
+ * table.  Return 0, or -ENOENT / -ENOMEM: unmark now.
+ */
+int registry_park_locked(uintptr_t addr, size_t len, const struct reg_extent *ext);
 /* Pin of a parked (addr, len). Return 0, or -ENOENT / -ENOMEM: take the full path. */
 int registry_revive_locked(uintptr_t addr, size_t len);
+
+/*
+ * The threads' caches (registry_deferred.c).  A thread keeps the
+ * registrations it parked itself in a few slots of its own, out of the
+ * tables but still in the page counts, and revives and parks them again
+ * there under its own lock only: no registry lock, no shared cache line.
+ * Everything else reaches them with the registry lock held (lock order:
+ * the registry's, then a thread's):
+ */
+/* Without the registry lock, the caller holds the fork guard: 0 or -ENOENT. */
+int registry_tc_revive(uintptr_t addr, size_t len);
+int registry_tc_park(uintptr_t addr, size_t len);
+/* Whether any table or thread holds a parked registration (or may). */
+static inline bool registry_any_parked(void)
+{
+	return registry_state.parked.nr_live || registry_state.nr_held;
+}
+/*
+ * Move the parked entries of (addr, len), and those whose extent meets
+ * [start, end), from every thread's cache back to the parked table: a pin
+ * that is no revival in its own thread's cache must see them there.
+ */
+void registry_tc_park_back_locked(uintptr_t addr, size_t len, uintptr_t start, uintptr_t end);
+/*
+ * Move every thread-held entry back to the tables: before anything looks
+ * for a live registration or walks the tables.  0, or -ENOMEM: an entry
+ * that could not move stays (stranded) and counts as live where it is.
+ */
+int registry_settle_threads_locked(void);
+static inline void registry_settle_threads(void)
+{
+	if (registry_state.nr_held)
+		(void)registry_settle_threads_locked();
+}
+/* Whether a live (addr, len) was left stranded in a thread's cache. */
+bool registry_tc_stranded_locked(uintptr_t addr, size_t len);
+/* Live and parked entries the threads hold, for the stats. */
+void registry_tc_count_locked(uint64_t *live, uint64_t *parked);
+/* In the child: the threads' entries are the parent's; the other threads are gone. */
+void registry_tc_forget(void);
+
 /*
  * Before a pin of @ext (other than an exact revival): unmark and drop the
  * parked registrations inside it.  How many, or -ENOMEM.

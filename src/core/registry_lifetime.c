@@ -50,6 +50,7 @@ int registry_set_cookie_locked(uintptr_t addr, size_t len, const struct reg_exte
 			       uint64_t cookie)
 {
 	registry_settle_windows();
+	registry_settle_threads();
 	return reg_table_set_cookie(&registry_state.regs, addr, len, ext, cookie);
 }
 
@@ -220,6 +221,8 @@ size_t registry_violation_locked(uintptr_t start, uintptr_t end, bool gone,
 	registry_settle_windows();
 	if (!registry_counted_locked(start, end))
 		return 0;
+	/* Threads' entries are counted: only now, when one may be hit. */
+	registry_settle_threads();
 	if (registry_state.parked.nr_live)
 		unpark_overlapping_locked(start, end, gone);
 	if (registry_state.windows.n)
@@ -282,6 +285,7 @@ size_t registry_overlapping_locked(uintptr_t start, uintptr_t end, struct lt_hit
 	registry_settle_windows();
 	if (!registry_counted_locked(start & ~(uintptr_t)(vm_base_page_size() - 1), end))
 		return 0;
+	registry_settle_threads();
 	(void)reg_table_walk(&registry_state.regs, lt_collect_one, &c);
 	for (size_t i = 0; i < c.n; i++)
 		add_hit(hits, max, &total, c.r[i].addr, c.r[i].len, false);
@@ -317,6 +321,12 @@ int registry_walk_locked(int (*fn)(void *ctx, const struct lt_reg *r), void *ctx
 	int ret;
 
 	registry_settle_windows();
+	/*
+	 * The monitor and the audit walk every registration, and then need to
+	 * see every later pin and unpin: the threads' caches are off for good.
+	 */
+	registry_state.tc_off = true;
+	registry_settle_threads();
 	ret = reg_table_walk(&registry_state.regs, lt_collect_one, &c);
 
 	for (size_t i = 0; !ret && i < c.n; i++)
