@@ -325,29 +325,33 @@ static bool same_counts(const struct safepin_stats *a, const struct safepin_stat
 
 /*
  * [0,2) of fault_buf parked, then the page counts out of bookkeeping
- * memory.  On 16 pages elsewhere, 16 one-page registrations and one over
- * all of them: the page counts hold one node of count 2, and each unpin of
- * a one-page registration splits it with a spare node, freeing none.  With
- * node allocation failing from then on, those unpins use up the spare
- * nodes, which cannot be topped up again, until the next split of the page
- * counts has to allocate.  Return 0, 1 (setup failed) or 2 (an unpin
+ * memory.  On NPIN pages elsewhere, NPIN one-page registrations and one
+ * over all of them: the page counts hold one run of count 2, and each
+ * unpin of every other one-page registration adds breakpoints, which fill
+ * the B-tree's leaves until they split with spare nodes.  With node
+ * allocation failing from then on, those unpins use up the spare nodes,
+ * which cannot be topped up again, until fewer are left than a
+ * range_map_sub() may need.  Return 0, 1 (setup failed) or 2 (an unpin
  * failed); the caller disarms and unhooks.
  */
+#define NPIN 1024
 static int park_then_exhaust_nodes(void)
 {
-	char *d = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	char *d = mmap(NULL, NPIN * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 		       -1, 0);
 
 	if (d == MAP_FAILED || safepin_set_unmark(SAFEPIN_UNMARK_DEFERRED) || park(0, 2))
 		return 1;
-	for (size_t i = 0; i < 16; i++)
+	for (size_t i = 0; i < NPIN; i++)
 		if (safepin_pin(d + i * PAGE, PAGE, 0))
 			return 1;
-	if (safepin_pin(d, 16 * PAGE, 0))
+	if (safepin_pin(d, NPIN * PAGE, 0))
 		return 1;
 	fault_hook_node_alloc(&registry_state.pages.alloc);
 	fault_fail_calls(FK_NODE, 0, 1, INT_MAX, 0);
-	for (size_t i = 0; i < 16 && registry_state.pages.nr_spare >= 2; i += 2)
+	for (size_t i = 0; i < NPIN &&
+	     registry_state.pages.nr_spare >= range_map_spares_wanted(&registry_state.pages);
+	     i += 2)
 		if (safepin_unpin(d + i * PAGE, PAGE))
 			return 2;
 	return 0;
@@ -379,7 +383,7 @@ static int check_flush_enomem_keeps_parked(void)
 	       lay0, (unsigned long)s0.parked_registrations, (unsigned long)s0.pages_marked,
 	       registry_state.pages.nr_spare);
 	if (strcmp(m0, "DD....") || s0.parked_registrations != 1 ||
-	    registry_state.pages.nr_spare >= 2) {
+	    registry_state.pages.nr_spare >= range_map_spares_wanted(&registry_state.pages)) {
 		ret = 3;
 		goto out;
 	}
