@@ -455,8 +455,16 @@ void registry_tc_park_back_locked(uintptr_t addr, size_t len, uintptr_t start, u
 {
 	struct tc_pick pick = { addr, start, end, len };
 
-	if (registry_state.nr_held)
-		(void)tc_visit_apply_locked(TC_PARK_BACK, &pick);
+	/*
+	 * (addr, len) alone (no extent yet): this thread's own cache was
+	 * looked at by registry_tc_revive() already, so with every held entry
+	 * in it there is nothing to do (n and nr_held change under the
+	 * registry lock only).
+	 */
+	if (!registry_state.nr_held ||
+	    (start == end && tc_self && tc_self->n == registry_state.nr_held))
+		return;
+	(void)tc_visit_apply_locked(TC_PARK_BACK, &pick);
 }
 
 int registry_settle_threads_locked(void)
