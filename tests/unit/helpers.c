@@ -488,3 +488,14 @@ int raw_clone_reads(const volatile char *p)
 	assert_int_equal(WEXITSTATUS(status), 0);
 	return 1;
 }
+
+void assert_immediate_leaves_nothing(void)
+{
+	struct safepin_stats s;
+
+	assert_int_equal(safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE), 0);
+	s = stats_now();
+	assert_int_equal(s.live_registrations, 0);
+	assert_int_equal(s.parked_registrations, 0);
+	assert_int_equal(s.pages_marked, 0);
+}

@@ -87,6 +87,12 @@ void *map_anon(size_t len, int prot, int extra);
 
 /* safepin_get_stats(), asserting success. */
 struct safepin_stats stats_now(void);
+/*
+ * Back to immediate unmarking, which unmarks whatever was parked or left in
+ * windows, and assert that nothing is left: no live or parked
+ * registration, no page marked.
+ */
+void assert_immediate_leaves_nothing(void);
 
 /* Reserve @n 2 MiB huge pages if possible; returns how many are free. */
 long hugetlb_reserve(long n);

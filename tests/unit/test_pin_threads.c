@@ -64,15 +64,9 @@ static int setup(void **state)
 /* Nothing left behind by any test: no live, no parked, no mark. */
 static int teardown(void **state)
 {
-	struct safepin_stats s;
-
 	(void)state;
-	assert_int_equal(safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE), 0);
-	s = stats_now();
+	assert_immediate_leaves_nothing();
 	assert_marks("................");
-	assert_int_equal(s.live_registrations, 0);
-	assert_int_equal(s.parked_registrations, 0);
-	assert_int_equal(s.pages_marked, 0);
 	munmap(arena, NPAGES * PAGE);
 	return 0;
 }
@@ -386,7 +380,8 @@ static void test_fork_storm_with_thread_caches(void **state)
 	atomic_store(&stop, 0);
 	for (long t = 0; t < STORM_THREADS; t++)
 		assert_int_equal(pthread_create(&th[t], NULL, storm, (void *)t), 0);
-	for (int i = 0; i < 200; i++) {
+	/* valgrind runs one thread at a time: the storm threads starve the forks. */
+	for (int i = 0; i < (under_valgrind() ? 10 : 200); i++) {
 		int status;
 		pid_t pid = fork();
 

@@ -115,14 +115,46 @@ static uint64_t revived_count(void)
 /* Whether the last write_after_fork_cycle()'s MR came back from a parked one. */
 static bool last_mr_revived;
 
+/*
+ * After the fork: the parent writes the complement of what the device will
+ * write, so that no byte of a lost transfer matches by chance, then the
+ * device RDMA-WRITEs XFER bytes from a fresh source into @mr at @buf.
+ * Return how many arrived; *pfn_same whether @buf's PFNs are still @pfn.
+ */
+static size_t device_writes_after_parent(struct rdma *r, unsigned char *buf,
+					 const struct ibv_mr *mr, const uint64_t *pfn,
+					 bool *pfn_same)
+{
+	unsigned char *src = map_buf(XFER, false);	/* mapped after fork: never shared */
+	struct ibv_mr *smr;
+	size_t ok;
+
+	for (size_t i = 0; i < XFER; i++) {
+		buf[i] = (unsigned char)~pattern(i, 0x5A);
+		src[i] = pattern(i, 0x5A);
+	}
+	smr = ibv_reg_mr(r->pd, src, XFER, IBV_ACCESS_LOCAL_WRITE);
+	if (!smr)
+		DIE("ibv_reg_mr(src): %s", strerror(errno));
+	if (rdma_op(r, IBV_WR_RDMA_WRITE, src, smr->lkey, XFER, (uintptr_t)buf, mr->rkey))
+		DIE("RDMA WRITE failed");
+	ok = count_pattern(buf, XFER, 0x5A);
+	*pfn_same = true;
+	for (size_t i = 0; i < XFER / PAGE; i++)
+		*pfn_same &= pfn_of(buf + i * PAGE) == pfn[i] && pfn[i];
+	ibv_dereg_mr(smr);
+	unmap_buf(src, XFER);
+	return ok;
+}
+
 static size_t write_after_fork_cycle(struct rdma *r, bool huge, bool protect, enum cycle cy,
 				     bool *pfn_same)
 {
 	size_t len = huge ? HUGE : 4 * PAGE;
-	unsigned char *buf = map_buf(len, huge), *src;
+	unsigned char *buf = map_buf(len, huge);
 	uint64_t pfn[XFER / PAGE], revived;
-	struct ibv_mr *mr, *smr;
 	struct sleeper child;
+	struct ibv_mr *mr;
 	size_t ok;
 
 	registry_disable_protection(!protect);
@@ -138,28 +170,9 @@ static size_t write_after_fork_cycle(struct rdma *r, bool huge, bool protect, en
 		pfn[i] = pfn_of(buf + i * PAGE);
 
 	child = child_sleeper();
-	/* The parent writes after fork: the complement of what the device will
-	 * write, so that no byte of a lost transfer matches by chance. */
 	memset(buf, 0x11, len);
-	for (size_t i = 0; i < XFER; i++)
-		buf[i] = (unsigned char)~pattern(i, 0x5A);
-
-	src = map_buf(XFER, false);	/* mapped after fork: never shared */
-	for (size_t i = 0; i < XFER; i++)
-		src[i] = pattern(i, 0x5A);
-	smr = ibv_reg_mr(r->pd, src, XFER, IBV_ACCESS_LOCAL_WRITE);
-	if (!smr)
-		DIE("ibv_reg_mr(src): %s", strerror(errno));
-	if (rdma_op(r, IBV_WR_RDMA_WRITE, src, smr->lkey, XFER, (uintptr_t)buf, mr->rkey))
-		DIE("RDMA WRITE failed");
-	ok = count_pattern(buf, XFER, 0x5A);
-	*pfn_same = true;
-	for (size_t i = 0; i < XFER / PAGE; i++)
-		*pfn_same &= pfn_of(buf + i * PAGE) == pfn[i] && pfn[i];
+	ok = device_writes_after_parent(r, buf, mr, pfn, pfn_same);
 	child_release(child);
-
-	ibv_dereg_mr(smr);
-	unmap_buf(src, XFER);
 	CHECK(safepin_dereg_mr(mr) == 0, "safepin_dereg_mr: %s", strerror(errno));
 	registry_disable_protection(false);
 	/* Parked again: unmark before the memory goes (see docs/deferred-unmarking.md). */
@@ -818,9 +831,8 @@ static size_t write_in_window(struct rdma *r, unsigned char *buf, bool *pfn_same
 {
 	uint64_t pfn[XFER / PAGE];
 	struct safepin_stats s0 = { .size = sizeof(s0) }, s1 = { .size = sizeof(s1) };
-	struct ibv_mr *mr, *smr;
 	struct sleeper child;
-	unsigned char *src;
+	struct ibv_mr *mr;
 	size_t ok;
 
 	if (safepin_get_stats(&s0))
@@ -838,23 +850,8 @@ static size_t write_in_window(struct rdma *r, unsigned char *buf, bool *pfn_same
 	*exact_marks = is_dontfork(buf) && is_dontfork(buf + XFER - 1) &&
 		       !is_dontfork(buf - PAGE) && !is_dontfork(buf + XFER);
 	memset(buf - PAGE, 0x11, XFER + 2 * PAGE);
-	for (size_t i = 0; i < XFER; i++)
-		buf[i] = (unsigned char)~pattern(i, 0x5A);
-	src = map_buf(XFER, false);
-	for (size_t i = 0; i < XFER; i++)
-		src[i] = pattern(i, 0x5A);
-	smr = ibv_reg_mr(r->pd, src, XFER, IBV_ACCESS_LOCAL_WRITE);
-	if (!smr)
-		DIE("ibv_reg_mr(src): %s", strerror(errno));
-	if (rdma_op(r, IBV_WR_RDMA_WRITE, src, smr->lkey, XFER, (uintptr_t)buf, mr->rkey))
-		DIE("RDMA WRITE failed");
-	ok = count_pattern(buf, XFER, 0x5A);
-	*pfn_same = true;
-	for (size_t i = 0; i < XFER / PAGE; i++)
-		*pfn_same &= pfn_of(buf + i * PAGE) == pfn[i] && pfn[i];
+	ok = device_writes_after_parent(r, buf, mr, pfn, pfn_same);
 	child_release(child);
-	ibv_dereg_mr(smr);
-	unmap_buf(src, XFER);
 	CHECK(safepin_dereg_mr(mr) == 0, "safepin_dereg_mr: %s", strerror(errno));
 	return ok;
 }
