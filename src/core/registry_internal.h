@@ -260,11 +260,12 @@ void registry_close_opened_locked(struct windows_opened *opened);
 int registry_close_windows_locked(void);
 /*
  * Take the windows meeting [start, end) out: the application unmapped or
- * discarded it.  Each window's pages there leave the counts without a
- * madvise() if @gone, the rest are unmarked.  @drop does it (lifetime).
+ * discarded it.  @drop(ws, we, start, end, gone) takes each window's
+ * [ws, we) out of the counts (registry_lifetime.c).
  */
 void registry_drop_windows_locked(uintptr_t start, uintptr_t end,
-				  void (*drop)(uintptr_t start, uintptr_t end, bool gone),
+				  void (*drop)(uintptr_t ws, uintptr_t we, uintptr_t start,
+					       uintptr_t end, bool gone),
 				  bool gone);
 /* In the child: the parent's windows are not ours. */
 void registry_forget_windows(void);

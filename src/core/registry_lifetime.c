@@ -185,6 +185,22 @@ static void add_hit(struct lt_hit *hits, size_t max, size_t *total, uintptr_t ad
 }
 
 /*
+ * Drop [s, e), counted for a parked registration or a window, from the page
+ * counts: its pages inside [start, end) without a madvise() if @gone (the
+ * mapping went), the rest unmarked in maximal runs.
+ */
+static void drop_extent(uintptr_t s, uintptr_t e, uintptr_t start, uintptr_t end, bool gone)
+{
+	if (!gone) {
+		drop_counts(s, e, false);
+		return;
+	}
+	drop_counts(s, umin(e, start), false);
+	drop_counts(umax(s, start), umin(e, end), true);
+	drop_counts(umax(s, end), e, false);
+}
+
+/*
  * Parked registrations meeting [start, end) leave: the application may
  * unmap or discard memory it no longer registers, and their pages there
  * must neither be trusted on a later pin nor unmarked on memory mapped
@@ -200,13 +216,7 @@ static void unpark_overlapping_locked(uintptr_t start, uintptr_t end, bool gone)
 		if (!p.found || range_map_reserve(&registry_state.edges))
 			return;
 		reg_table_del(&registry_state.parked, p.addr, p.len, &p.ext);
-		if (gone) {
-			drop_counts(p.ext.start, umin(p.ext.end, start), false);
-			drop_counts(umax(p.ext.start, start), umin(p.ext.end, end), true);
-			drop_counts(umax(p.ext.start, end), p.ext.end, false);
-		} else {
-			drop_counts(p.ext.start, p.ext.end, false);	/* maximal runs */
-		}
+		drop_extent(p.ext.start, p.ext.end, start, end, gone);
 		registry_edges_sub(&p.ext);
 	}
 }
@@ -226,7 +236,7 @@ size_t registry_violation_locked(uintptr_t start, uintptr_t end, bool gone,
 	if (registry_state.parked.nr_live)
 		unpark_overlapping_locked(start, end, gone);
 	if (registry_state.windows.n)
-		registry_drop_windows_locked(start, end, drop_counts, gone);
+		registry_drop_windows_locked(start, end, drop_extent, gone);
 	for (struct violated *v = violated_head; v; v = v->next) {
 		if (cut_pieces(v, start, end, gone) > 0)
 			add_hit(hits, max, &total, v->addr, v->len, true);

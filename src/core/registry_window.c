@@ -69,16 +69,6 @@ static uintptr_t block_of(uintptr_t addr)
 	return addr >> WINDOW_SHIFT;
 }
 
-static uintptr_t umax(uintptr_t a, uintptr_t b)
-{
-	return a > b ? a : b;
-}
-
-static uintptr_t umin(uintptr_t a, uintptr_t b)
-{
-	return a < b ? a : b;
-}
-
 void registry_windows_init(void)
 {
 	block_set_init(&registry_state.windows, window_slot, WINDOW_SLOTS);
@@ -381,7 +371,8 @@ int registry_close_windows_locked(void)
 }
 
 void registry_drop_windows_locked(uintptr_t start, uintptr_t end,
-				  void (*drop)(uintptr_t start, uintptr_t end, bool gone),
+				  void (*drop)(uintptr_t ws, uintptr_t we, uintptr_t start,
+					       uintptr_t end, bool gone),
 				  bool gone)
 {
 	uintptr_t key;
@@ -390,15 +381,7 @@ void registry_drop_windows_locked(uintptr_t start, uintptr_t end,
 	if (registry_settle_windows_locked())
 		return;
 	while (window_meeting(start, end, &key)) {
-		uintptr_t ws = key << WINDOW_SHIFT, we = ws + WINDOW_SIZE;
-
 		block_set_del(&registry_state.windows, key);
-		if (!gone) {
-			drop(ws, we, false);
-			continue;
-		}
-		drop(ws, umin(we, start), false);
-		drop(umax(ws, start), umin(we, end), true);
-		drop(umax(ws, end), we, false);
+		drop(key << WINDOW_SHIFT, (key << WINDOW_SHIFT) + WINDOW_SIZE, start, end, gone);
 	}
 }

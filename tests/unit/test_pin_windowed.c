@@ -282,6 +282,44 @@ static void test_leaving_the_mode_closes_windows(void **state)
 	assert_int_equal(stats_now().pages_marked, 0);
 }
 
+static void on_violation(const struct safepin_violation *v, void *arg)
+{
+	(void)v;
+	(void)arg;
+}
+
+/*
+ * The monitor sees a window's memory unmapped under a live registration:
+ * the window leaves the counts without a madvise() on what went away, and
+ * the windows around it stay open.
+ */
+static void test_monitor_drops_unmapped_window(void **state)
+{
+	struct safepin_monitor_opts o = { .size = sizeof(o), .callback = on_violation };
+	int ret;
+
+	(void)state;
+	ret = safepin_monitor_start(&o);
+	if (ret) {
+		print_message("skipped: userfaultfd unavailable here (errno %d)\n", errno);
+		skip();
+	}
+	pin(BLOCK + 5 * PAGE, PAGE);
+	pin(2 * BLOCK + 5 * PAGE, PAGE);
+	assert_blocks("........DDDDDDDDDDDDDDDD........");
+	assert_int_equal(munmap(blk + BLOCK, BLOCK), 0);
+	for (int i = 0; i < 2000 && stats_now().pages_marked > BLOCK / PAGE; i++)
+		usleep(1000);
+	assert_int_equal(stats_now().pages_marked, BLOCK / PAGE);
+	assert_blocks("........        DDDDDDDD........");
+	/* The registration whose memory went is released without a complaint. */
+	unpin(BLOCK + 5 * PAGE, PAGE);
+	unpin(2 * BLOCK + 5 * PAGE, PAGE);
+	assert_int_equal(safepin_monitor_stop(), 0);
+	assert_true(mmap(blk + BLOCK, BLOCK, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == blk + BLOCK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,6 +334,7 @@ int main(void)
 		T(test_application_dontfork_survives),
 		T(test_block_between_windows_needs_no_smaps),
 		T(test_leaving_the_mode_closes_windows),
+		T(test_monitor_drops_unmapped_window),
 #undef T
 	};
 
