@@ -25,6 +25,7 @@
 #include "fork.h"
 #include "once.h"
 #include "registry.h"
+#include "vm.h"
 
 /*
  * A readers-writer gate built from two counters, a mutex and two condition
@@ -80,6 +81,7 @@ static void prepare(void)
 	/* gate.lock and forks_waiting stay until the fork is done: nobody enters. */
 	registry_lock();
 	registry_before_fork_locked();
+	vm_note_cow_child();
 	if (prepare_hook)
 		prepare_hook();
 	registry_snapshot_edges();

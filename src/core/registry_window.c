@@ -29,7 +29,11 @@
  *
  * What is trusted: a pin in a window takes the window's mark as still in
  * place, like a revived registration (registry_deferred.c), and joins the
- * list the prepare handler checks and marks again.  Memory unmapped inside
+ * list the prepare handler checks and marks again.  It also takes a page
+ * that pagemap shows present and ours alone as write-faulted: true of
+ * every page written since the window opened, and opening a window after
+ * any fork write-faults its present pages (a fork leaves their PTEs
+ * write-protected even once the child is gone).  Memory unmapped inside
  * a window leaves it when the LD_PRELOAD shim or the userfaultfd monitor
  * sees the unmap (registry_drop_windows_locked()).  What it gives up:
  * docs/deferred-unmarking.md.
@@ -266,6 +270,10 @@ static int open_window(uintptr_t key)
 	if (ret)
 		goto out;
 	(void)block_set_add(&registry_state.windows, key);	/* room made above */
+	/* Pins inside take pagemap's word that a page is ours alone, which
+	 * does not say its PTE is writable: after a fork that one may not be. */
+	if (vm_cow_child_seen())
+		vm_write_fault_present(ws, we);
 	/* We marked pages of the one VMA: it carried no mark of the application's. */
 	if (l.n == 1 && registry_state.pages_marked > marked) {
 		learn_clean_piece(l.v[0].start, ws);

@@ -163,6 +163,7 @@ static pid_t spawn_waiting_child(int wait_fd, int wake_fd)
 {
 	long pid;
 
+	vm_note_cow_child();
 #if defined(__s390__) || defined(__CRIS__)
 	pid = syscall(SYS_clone, 0L, (long)SIGCHLD, 0L, 0L, 0L);
 #else

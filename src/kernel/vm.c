@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -577,16 +578,40 @@ void vm_force_populate_always(bool force)
 #define PM_EXCLUSIVE	(1ull << 56)
 
 /*
- * Whether every base page of [start, end) is already what a pre-fault would
- * make it: present, and for @write an anonymous page mapped only here (a
- * device's write pin then reuses that very page, even through a
- * write-protected PTE).  One pread of /proc/self/pagemap per 512 pages
- * instead of a GUP walk per page (MADV_POPULATE_WRITE costs ~0.6 us per
- * present page here).  The shared zero page is never exclusive; a COW page
- * still shared with a child is not; a private file page not yet copied is
- * PM_FILE.  Return 1 (ready), 0 (fault in; also when pagemap may not be
- * opened: a setuid process is not dumpable and its pagemap is root's 0400)
- * or -errno when the file cannot be opened for another reason (EMFILE...).
+ * A locked read-modify-write of one byte per page: a write fault where the
+ * PTE is not writable, that stores back exactly what another thread last
+ * wrote.  The zero is hidden from the optimizer: clang turns an atomic add
+ * of a constant 0 into "mfence; load", which takes no write fault and
+ * leaves copy-on-write unbroken.  Only on memory known to be writable: a
+ * read-only page raises SIGSEGV.
+ */
+static void touch_for_write(uintptr_t start, uintptr_t end, size_t page_size)
+{
+	for (uintptr_t p = start; p < end; p += page_size) {
+		unsigned char zero = 0;
+
+		__asm__ volatile("" : "+r"(zero));
+		__atomic_fetch_add((volatile unsigned char *)p, zero, __ATOMIC_RELAXED);
+	}
+}
+
+static void touch_for_read(uintptr_t start, uintptr_t end, size_t page_size)
+{
+	for (uintptr_t p = start; p < end; p += page_size)
+		(void)*(volatile const unsigned char *)p;
+}
+
+/*
+ * Whether every base page of [start, end) is present and, for @write, an
+ * anonymous page mapped only here: all a write pre-fault could still do
+ * is make a write-protected PTE writable (vm_populate() does that with a
+ * store).  One pread of /proc/self/pagemap per 512 pages instead of a GUP
+ * walk per page (MADV_POPULATE_WRITE costs ~0.1 us per present page here).
+ * The shared zero page is never exclusive; a COW page still shared with a
+ * child is not; a private file page not yet copied is PM_FILE.  Return 1
+ * (ready), 0 (fault in; also when pagemap may not be opened: a setuid
+ * process is not dumpable and its pagemap is root's 0400) or -errno when
+ * the file cannot be opened for another reason (EMFILE...).
  */
 static int pages_ready(uintptr_t start, uintptr_t end, bool write)
 {
@@ -629,34 +654,69 @@ int vm_pages_exclusive(uintptr_t start, uintptr_t end)
 	return populate_always ? 0 : pages_ready(start, end, true);
 }
 
+static atomic_bool cow_child_seen;
+
+void vm_note_cow_child(void)
+{
+	atomic_store_explicit(&cow_child_seen, true, memory_order_relaxed);
+}
+
+bool vm_cow_child_seen(void)
+{
+	return atomic_load_explicit(&cow_child_seen, memory_order_relaxed);
+}
+
+void vm_write_fault_present(uintptr_t start, uintptr_t end)
+{
+	const size_t ps = vm_base_page_size();
+	uint64_t e[512];
+	int fd = cached_fd_get(&pagemap_fd, false);
+
+	if (fd < 0)
+		return;
+	while (start < end) {
+		size_t n = (end - start) / ps;
+		ssize_t got;
+
+		if (n > 512)
+			n = 512;
+		got = pread(fd, e, n * sizeof(e[0]), (off_t)(start / ps * sizeof(e[0])));
+		if (got != (ssize_t)(n * sizeof(e[0])))
+			return;
+		for (size_t i = 0; i < n; i++)
+			if (e[i] & PM_PRESENT)
+				touch_for_write(start + i * ps, start + (i + 1) * ps, ps);
+		start += n * ps;
+	}
+}
+
 int vm_populate(uintptr_t start, uintptr_t end, bool write, size_t page_size)
 {
 	if (page_size == vm_base_page_size() && !populate_always) {
 		int ready = pages_ready(start, end, write);
 
-		if (ready)
-			return ready < 0 ? ready : 0;
+		if (ready < 0)
+			return ready;
+		/*
+		 * Present and ours alone is not yet write-faulted: after a
+		 * fork whose child is gone, or an mprotect() round trip on
+		 * older kernels, the PTE is still write-protected.  A
+		 * read-only pin then holds the page the next CPU write copies
+		 * away from (5.10, and FOLL_GET pinners on any kernel).  No
+		 * system call: a writable PTE takes no fault at all.
+		 */
+		if (ready) {
+			if (write)
+				touch_for_write(start, end, page_size);
+			return 0;
+		}
 	}
 	if (vm_has_populate())
 		return vm_madvise(start, end, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
-
-	for (uintptr_t p = start; p < end; p += page_size) {
-		if (write) {
-			/*
-			 * A locked read-modify-write: faults for write, stores
-			 * back exactly what another thread last wrote.  The
-			 * zero is hidden from the optimizer: clang turns an
-			 * atomic add of a constant 0 into "mfence; load", which
-			 * takes no write fault and leaves copy-on-write unbroken.
-			 */
-			unsigned char zero = 0;
-
-			__asm__ volatile("" : "+r"(zero));
-			__atomic_fetch_add((volatile unsigned char *)p, zero, __ATOMIC_RELAXED);
-		} else {
-			(void)*(volatile const unsigned char *)p;
-		}
-	}
+	if (write)
+		touch_for_write(start, end, page_size);
+	else
+		touch_for_read(start, end, page_size);
 	return 0;
 }
 

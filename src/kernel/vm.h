@@ -105,10 +105,29 @@ int vm_populate(uintptr_t start, uintptr_t end, bool write, size_t page_size);
 /*
  * Whether /proc/self/pagemap shows every base page of [start, end)
  * present, not swapped, anonymous and mapped by this process alone: what
- * a write pre-fault would leave, and private memory.  Return 1, 0 (no, or
+ * a write pre-fault would leave, and private memory, except that the PTE
+ * may still be write-protected (see vm_note_cow_child()).  Return 1, 0 (no, or
  * pagemap unreadable; also under vm_force_populate_always()) or -errno.
  */
 int vm_pages_exclusive(uintptr_t start, uintptr_t end);
+
+/*
+ * A child that shares this process's private pages copy-on-write was
+ * created (a fork(), or the probe's raw clone()).  From then on a present
+ * page pagemap shows mapped by us alone may still have the write-protected
+ * PTE the fork left (the child exited): only a write fault makes it
+ * writable, and a read-only pin of it is lost at the next CPU write on
+ * kernels before 5.19 and for FOLL_GET pinners on any kernel.
+ */
+void vm_note_cow_child(void);
+bool vm_cow_child_seen(void);
+
+/*
+ * Write-fault every present base page of [start, end), which must be
+ * writable private memory, without faulting absent ones in (no memory is
+ * added) and without changing data.  Best effort: nothing without pagemap.
+ */
+void vm_write_fault_present(uintptr_t start, uintptr_t end);
 
 /* Whether this kernel has MADV_POPULATE_WRITE (probed once). */
 bool vm_has_populate(void);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -366,6 +367,26 @@ void kill_child(pid_t pid)
 
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+}
+
+static __attribute__((noinline)) void store_back(char *p, size_t len)
+{
+	for (size_t off = 0; off < len; off += PAGE)
+		((volatile char *)p)[off] = p[off];
+}
+
+long write_faults(char *p, size_t len)
+{
+	static char warm[64];
+	struct rusage before, after;
+
+	/* Run the loop once first: under valgrind its first run translates
+	 * code, which may fault on valgrind's own memory. */
+	store_back(warm, sizeof(warm));
+	assert_int_equal(getrusage(RUSAGE_SELF, &before), 0);
+	store_back(p, len);
+	assert_int_equal(getrusage(RUSAGE_SELF, &after), 0);
+	return after.ru_minflt - before.ru_minflt;
 }
 
 void *map_anon(size_t len, int prot, int extra)

@@ -82,6 +82,13 @@ int raw_clone_reads(const volatile char *p);
 pid_t fork_sleeper(void);
 void kill_child(pid_t pid);
 
+/*
+ * Minor faults taken by storing each page's first byte back into it, over
+ * [p, p + len): 0 when every PTE was writable already, one per page a
+ * fork left write-protected (even once its child is gone).
+ */
+long write_faults(char *p, size_t len);
+
 /* mmap with MAP_PRIVATE|MAP_ANONYMOUS (plus @extra flags); asserts success. */
 void *map_anon(size_t len, int prot, int extra);
 

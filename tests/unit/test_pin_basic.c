@@ -245,6 +245,32 @@ static void test_present_exclusive_fallback(void **state)
 	check_present_exclusive(true);
 }
 
+/*
+ * Once the child of a fork is gone, pagemap shows the pages ours alone
+ * again, but their PTEs are still write-protected: a read-only pin taken
+ * now (a READ-only VFIO map on 5.10, a FOLL_GET pinner anywhere) is left
+ * behind by the next CPU write.  safepin_pin() write-faults them: writing
+ * afterwards takes no fault.
+ */
+static void test_write_faulted_after_child_exits(void **state)
+{
+	char *witness = map_anon(PAGE, PROT_READ | PROT_WRITE, 0);
+
+	(void)state;
+	memset(arena, 0x22, NPAGES * PAGE);
+	witness[0] = 1;
+	kill_child(fork_sleeper());
+	for (size_t i = 0; i < NPAGES; i++)
+		assert_true(pagemap_entry(arena + i * PAGE) & PM_EXCLUSIVE);
+	/* The measure works: an untouched page faults once. */
+	assert_int_equal(write_faults(witness, PAGE), 1);
+
+	pin_pages(0, NPAGES);
+	assert_int_equal(write_faults(arena, NPAGES * PAGE), 0);
+	unpin_pages(0, NPAGES);
+	assert_int_equal(munmap(witness, PAGE), 0);
+}
+
 /* A child touching a marked page dies; its unmarked neighbours are intact. */
 static void test_child_segfaults_only_on_marked(void **state)
 {
@@ -328,6 +354,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_one_call_per_maximal_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_present_exclusive_populate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_present_exclusive_fallback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_faulted_after_child_exits, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_child_segfaults_only_on_marked, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_child_segfaults_unaligned, setup, teardown),

@@ -115,6 +115,30 @@ static void test_ranges_in_a_window_make_no_syscall_that_marks(void **state)
 	assert_int_equal(errno, ENOENT);
 }
 
+/*
+ * A fork whose child is gone leaves every present page write-protected,
+ * though pagemap calls it ours alone, which is all a pin inside a window
+ * checks.  The window opening after that fork write-faults its present
+ * pages: a pin inside leaves nothing for a CPU write to copy away.
+ */
+static void test_window_after_fork_write_faults_its_pages(void **state)
+{
+	struct safepin_stats before;
+
+	(void)state;
+	kill_child(fork_sleeper());
+	assert_true(pagemap_entry(blk + BLOCK + 100 * PAGE) & PM_EXCLUSIVE);
+	pin(BLOCK, PAGE);				/* opens the window */
+	before = stats_now();
+	pin(BLOCK + 100 * PAGE, 8 * PAGE);		/* inside: no pre-fault */
+	assert_int_equal(stats_now().prefaulted_pages, before.prefaulted_pages);
+	assert_int_equal(write_faults(blk + BLOCK + 100 * PAGE, 8 * PAGE), 0);
+	/* Block 2 opened no window: its pages still fault, the measure works. */
+	assert_int_equal(write_faults(blk + 2 * BLOCK, 8 * PAGE), 8);
+	unpin(BLOCK + 100 * PAGE, 8 * PAGE);
+	unpin(BLOCK, PAGE);
+}
+
 /* A range over two blocks opens both; the neighbours merge into one VMA. */
 static void test_range_over_two_blocks_opens_both(void **state)
 {
@@ -326,6 +350,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_ranges_in_a_window_make_no_syscall_that_marks),
 		T(test_range_over_two_blocks_opens_both),
+		T(test_window_after_fork_write_faults_its_pages),
 		T(test_fork_sees_exactly_live_ranges),
 		T(test_sub_page_range_in_window_keeps_child_bytes),
 		T(test_absent_pages_in_window_are_faulted_in),

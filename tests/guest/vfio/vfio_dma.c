@@ -12,6 +12,9 @@
  *                With the library's protection off this fails on 5.10
  *                (asserted there, SAFEPIN_GUEST_KERNEL=5.10) and must pass
  *                with it on, every run.
+ * fork-exited-readonly  the same, but the child exits before the map: the
+ *                page is the parent's alone again, its PTE still
+ *                write-protected.  Same expectations.
  * overlap        one buffer at three IOVAs (two overlapping ranges), unmap
  *                in all 6 orders; one unmap over several; UNMAP_FLAG_ALL.
  * errors         unaligned vaddr/iova/size, IOVA in use, unmap of nothing,
@@ -282,8 +285,12 @@ static void test_fork_write(void)
 
 /* Fork first, then a READ-only map of the COW-shared page; the parent
  * writes; the device reads it (and writes it back to a second buffer):
- * bytes of the parent's newest data the device read. */
-static size_t fork_readonly_once(bool protect, uint64_t *pfn_map, uint64_t *pfn_write)
+ * bytes of the parent's newest data the device read.  @child_exits: the
+ * child is gone before the map, so the page is mapped by the parent alone
+ * (pagemap's "exclusive" bit is set again) but its PTE is still
+ * write-protected: only a write fault before the map makes it writable. */
+static size_t fork_readonly_once(bool protect, bool child_exits, uint64_t *pfn_map,
+				 uint64_t *pfn_write)
 {
 	unsigned char *buf = map_pages(1), *dst = map_pages(1);
 	struct sleeper child;
@@ -292,6 +299,8 @@ static size_t fork_readonly_once(bool protect, uint64_t *pfn_map, uint64_t *pfn_
 	CHECK(!vmap(dst, 0x200000, PAGE, RW), "map dst: %s", strerror(errno));
 	fill(buf, PAGE, 4);		/* old data, present before the fork */
 	child = fork_sleeper();		/* buf is now COW-shared with the child */
+	if (child_exits)
+		release_sleeper(&child);
 	registry_disable_protection(!protect);
 	CHECK(!vmap(buf, 0x100000, PAGE, RO), "map buf RO: %s", strerror(errno));
 	registry_disable_protection(false);
@@ -302,7 +311,8 @@ static size_t fork_readonly_once(bool protect, uint64_t *pfn_map, uint64_t *pfn_
 	CHECK(!edu_dma(&edu, 0x100000, EDU_DMA_MAX, false), "DMA in");
 	CHECK(!edu_dma(&edu, 0x200000, EDU_DMA_MAX, true), "DMA out");
 	ok = matching(dst, EDU_DMA_MAX, 5);
-	release_sleeper(&child);
+	if (!child_exits)
+		release_sleeper(&child);
 	CHECK(!vunmap(0x100000, PAGE, 0, NULL), "unmap buf: %s", strerror(errno));
 	CHECK(!vunmap(0x200000, PAGE, 0, NULL), "unmap dst: %s", strerror(errno));
 	munmap(buf, PAGE);
@@ -310,19 +320,20 @@ static size_t fork_readonly_once(bool protect, uint64_t *pfn_map, uint64_t *pfn_
 	return ok;
 }
 
-static void test_fork_readonly(void)
+static void test_fork_readonly(bool child_exits)
 {
+	const char *name = child_exits ? "fork-exited-readonly" : "fork-readonly";
 	uint64_t pm, pw;
 	size_t off, on;
 	struct safepin_stats s;
 
-	off = fork_readonly_once(false, &pm, &pw);
-	printf("fork-readonly, protection off: device read %zu/%u bytes of the parent's data; "
-	       "PFN at map %#llx, after write %#llx\n", off, EDU_DMA_MAX,
+	off = fork_readonly_once(false, child_exits, &pm, &pw);
+	printf("%s, protection off: device read %zu/%u bytes of the parent's data; "
+	       "PFN at map %#llx, after write %#llx\n", name, off, EDU_DMA_MAX,
 	       (unsigned long long)pm, (unsigned long long)pw);
-	on = fork_readonly_once(true, &pm, &pw);
-	printf("fork-readonly, protection on:  device read %zu/%u bytes of the parent's data; "
-	       "PFN at map %#llx, after write %#llx\n", on, EDU_DMA_MAX,
+	on = fork_readonly_once(true, child_exits, &pm, &pw);
+	printf("%s, protection on:  device read %zu/%u bytes of the parent's data; "
+	       "PFN at map %#llx, after write %#llx\n", name, on, EDU_DMA_MAX,
 	       (unsigned long long)pm, (unsigned long long)pw);
 	CHECK(on == EDU_DMA_MAX, "with protection: %zu/%u", on, EDU_DMA_MAX);
 	CHECK(pm && pm == pw, "with protection the PFN moved: %#llx -> %#llx",
@@ -681,13 +692,16 @@ int main(int argc, char **argv)
 	if (!strcmp(t, "fork-write"))
 		test_fork_write();
 	else if (!strcmp(t, "fork-readonly"))
-		test_fork_readonly();
+		test_fork_readonly(false);
+	else if (!strcmp(t, "fork-exited-readonly"))
+		test_fork_readonly(true);
 	else if (!strcmp(t, "overlap"))
 		test_overlap();
 	else if (!strcmp(t, "errors"))
 		test_errors();
 	else {
-		fprintf(stderr, "usage: %s fork-write|fork-readonly|overlap|errors|iommufd\n",
+		fprintf(stderr, "usage: %s fork-write|fork-readonly|fork-exited-readonly|overlap|errors|"
+			"iommufd\n",
 			argv[0]);
 		return 2;
 	}
