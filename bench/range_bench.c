@@ -17,6 +17,7 @@
  *   (rereg-* buffers other than -vma sit inside one larger mapping)
  *   rereg-held   pin + unpin of a buffer another registration keeps live
  *   random       random 1-16 page ranges in a 1 GiB arena, pin + unpin
+ *                (libsafepin pre-faults: pagemap shows the pages ready)
  *   nested       4 ranges nested in a random 16-page range, in and out
  *   overlap      32 live ranges churning in a random 64-page window
  *   live-N       N live ranges (1-16 pages) under one arena-wide range;
@@ -24,6 +25,9 @@
  *                library's memory per live range (RssAnon delta / N;
  *                libsafepin's in a forked child, see live_bytes_child())
  *   threads-T    random disjoint pin + unpin from T threads (own halves)
+ *   *-dw         the same with SAFEPIN_PIN_DEVICE_WRITES: the device's pin
+ *                is a write pin, which faults the pages itself, so
+ *                libsafepin marks only (as libibverbs does)
  *   rereg-thr-T  re-registration of 16 x 64 KiB buffers per thread, T threads
  *                (20 x -n pairs)
  *   prefault     safepin_pin of a fresh 256 MiB buffer vs
@@ -107,9 +111,12 @@ struct lib {
 	enum safepin_unmark mode;	/* libsafepin's unmarking mode for its runs */
 };
 
+/* safepin_pin() flags of the current workload (the *-dw ones). */
+static unsigned int sp_flags;
+
 static int sp_pin(void *a, size_t l)
 {
-	return safepin_pin(a, l, 0);
+	return safepin_pin(a, l, sp_flags);
 }
 
 static int sp_unpin(void *a, size_t l)
@@ -758,6 +765,32 @@ static void threads2(struct result *r, int li, long n)
 	wl_threads(r, li, 2, n, false);
 }
 
+/*
+ * The *-dw workloads: libsafepin told the device's pin is a write pin
+ * (SAFEPIN_PIN_DEVICE_WRITES), so it marks only, as libibverbs' range
+ * functions do; libibverbs runs exactly as in the plain workload.
+ */
+static void random_dw(struct result *r, int li, long n)
+{
+	sp_flags = SAFEPIN_PIN_DEVICE_WRITES;
+	wl_random(r, li, n);
+	sp_flags = 0;
+}
+
+static void threads1_dw(struct result *r, int li, long n)
+{
+	sp_flags = SAFEPIN_PIN_DEVICE_WRITES;
+	wl_threads(r, li, 1, n, false);
+	sp_flags = 0;
+}
+
+static void threads2_dw(struct result *r, int li, long n)
+{
+	sp_flags = SAFEPIN_PIN_DEVICE_WRITES;
+	wl_threads(r, li, 2, n, false);
+	sp_flags = 0;
+}
+
 static void rereg_threads1(struct result *r, int li, long n)
 {
 	wl_threads(r, li, 1, n, true);
@@ -804,10 +837,13 @@ int main(int argc, char **argv)
 	run_all("rereg-1m-vma", rereg1m_vma, pairs / 100);
 	run_all("rereg-held", wl_rereg_held, pairs);
 	run_all("random", wl_random, pairs);
+	run_all("random-dw", random_dw, pairs);
 	run_all("nested", wl_nested, pairs);
 	run_all("overlap", wl_overlap, pairs);
 	run_all("threads-1", threads1, pairs);
 	run_all("threads-2", threads2, pairs);
+	run_all("threads-1-dw", threads1_dw, pairs);
+	run_all("threads-2-dw", threads2_dw, pairs);
 	/* 20x the pairs: a revived pair takes ~0.1 us, and 2 ms of threads
 	 * measure their start-up and scheduling more than their scaling. */
 	run_all("rereg-thr-1", rereg_threads1, pairs * 20);

@@ -55,7 +55,7 @@ extern "C" {
  * safepin_pin() - make [addr, addr + len) safe for a device to pin.
  * @addr:  start of the range; need not be page aligned.
  * @len:   length in bytes, > 0.
- * @flags: must be 0 (reserved).
+ * @flags: 0 or SAFEPIN_PIN_DEVICE_WRITES.
  *
  * Expands the range to whole pages (to whole huge pages on hugetlb
  * mappings), marks the pages no registration covered before so that a
@@ -63,6 +63,8 @@ extern "C" {
  * every page in with write semantics so that the device pins pages this
  * process owns exclusively.  Data is never changed, even with other threads
  * writing the same pages.
+ *
+ * With SAFEPIN_PIN_DEVICE_WRITES the pages are marked only: see there.
  *
  * Private read-only mappings are faulted in for read only (copy-on-write
  * cannot be broken there; counted in stats.cow_unbroken_pages).  Shared
@@ -75,13 +77,29 @@ extern "C" {
  * @addr and @len.  Identical ranges may be pinned several times.
  *
  * Return: 0, or a negative errno:
- *  -EINVAL  NULL @addr, @len == 0, the range wraps around, @flags != 0;
+ *  -EINVAL  NULL @addr, @len == 0, the range wraps around, unknown @flags;
  *  -EFAULT  part of the range is unmapped or PROT_NONE;
  *  -ENOMEM  out of memory, or the kernel could not split a VMA
  *           (vm.max_map_count reached);
  *  other    an errno from madvise() passed through unchanged.
  */
 SAFEPIN_EXPORT int safepin_pin(const void *addr, size_t len, unsigned int flags);
+
+/*
+ * SAFEPIN_PIN_DEVICE_WRITES - safepin_pin() flag: the pin the caller takes
+ * next is a write pin, so safepin_pin() marks the pages and skips its
+ * pre-fault.  A write pin (the kernel's FOLL_WRITE) takes a write fault on
+ * every page that needs one: it breaks copy-on-write, replaces the shared
+ * zero page and faults absent pages in, in the pinning process, on every
+ * kernel.  Write pins: an MR with IBV_ACCESS_LOCAL_WRITE, REMOTE_WRITE or
+ * REMOTE_ATOMIC; a VFIO or iommufd map with the WRITE flag; io_uring fixed
+ * buffers (always).  Not for a read-only pin (an MR without those flags, a
+ * READ-only map, O_DIRECT writes to a file): it may land on the zero page
+ * or a page the next CPU write copies away from.  stats.prefaulted_pages
+ * does not count these pages; NUMA placement needs the pre-fault
+ * (safepin_pin_opts() always does it).
+ */
+#define SAFEPIN_PIN_DEVICE_WRITES (1u << 1)
 
 /**
  * safepin_unpin() - release a range pinned with safepin_pin().

@@ -716,20 +716,16 @@ static int prefault(const struct vma_list *vmas, const struct reg_extent *ext,
 	return 0;
 }
 
-int registry_pin(uintptr_t addr, size_t len)
-{
-	return registry_pin_placed(addr, len, NULL);
-}
-
 /*
  * A pin inside open windows (registry_window.c): counted without a VMA
  * lookup or a madvise(), then pagemap must show every page present and
- * exclusively ours (which also says anonymous and private).  Return 0
+ * exclusively ours (which also says anonymous and private), unless the
+ * device's write pin faults them itself.  Return 0
  * (pinned) or -errno (nothing changed) with the lock released, or -EAGAIN
  * with the lock held and nothing changed: take the full path, which
  * faults the pages in.
  */
-static int pin_in_windows(uintptr_t addr, size_t len)
+static int pin_in_windows(uintptr_t addr, size_t len, bool device_faults)
 {
 	struct reg_extent ext;
 	int ready;
@@ -739,6 +735,8 @@ static int pin_in_windows(uintptr_t addr, size_t len)
 	/* No audit here (it hashes the pages): nothing in it needs them faulted. */
 	lifetime_pinned_locked(addr, len, &ext);
 	registry_unlock();
+	if (device_faults)
+		return 0;
 	ready = vm_pages_exclusive(ext.start, ext.end);
 	if (ready == 1)
 		return 0;
@@ -751,7 +749,7 @@ static int pin_in_windows(uintptr_t addr, size_t len)
 	return ready;	/* pagemap could not be opened: as the full path's pre-fault */
 }
 
-int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl)
+static int pin(uintptr_t addr, size_t len, const struct pin_placement *pl, bool device_faults)
 {
 	struct windows_opened opened = { .n = 0 };
 	struct vma_list vmas = { 0 };
@@ -773,7 +771,7 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 		return 0;
 	}
 	if (!pl && registry_state.windows.n) {
-		ret = pin_in_windows(addr, len);
+		ret = pin_in_windows(addr, len, device_faults);
 		if (ret != -EAGAIN)
 			return ret;
 	}
@@ -822,7 +820,7 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 	if (ret)
 		goto out;
 
-	if (protect)
+	if (protect && !device_faults)
 		ret = prefault(&vmas, &ext, pl, &faulted, &cow_unbroken);
 	registry_lock();
 	if (ret) {
@@ -837,6 +835,21 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 out:
 	free(vmas.v);
 	return ret;
+}
+
+int registry_pin(uintptr_t addr, size_t len)
+{
+	return pin(addr, len, NULL, false);
+}
+
+int registry_pin_device_faults(uintptr_t addr, size_t len)
+{
+	return pin(addr, len, NULL, true);
+}
+
+int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl)
+{
+	return pin(addr, len, pl, false);
 }
 
 static int unpin(uintptr_t addr, size_t len, bool may_park)

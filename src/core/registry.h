@@ -18,6 +18,12 @@ void registry_init(void);
 
 /* Callers hold the fork guard. Return 0 or -errno; nothing changes on error. */
 int registry_pin(uintptr_t addr, size_t len);
+/*
+ * The same without the pre-fault: the device's pin that follows is a write
+ * pin (FOLL_WRITE), whose own write faults break copy-on-write and fault
+ * absent pages in (SAFEPIN_PIN_DEVICE_WRITES).
+ */
+int registry_pin_device_faults(uintptr_t addr, size_t len);
 /* The same with the pre-fault's pages placed on a NUMA node (numa_place.h; NULL: none). */
 struct pin_placement;
 int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *pl);

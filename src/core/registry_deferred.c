@@ -55,6 +55,8 @@ static struct {
  */
 static void remember_revived(const struct reg_extent *ext)
 {
+	if (revived.overflow)
+		return;		/* every live registration is re-marked anyway */
 	for (size_t i = revived.n; i-- > 0;)
 		if (revived.ext[i].start == ext->start && revived.ext[i].end == ext->end)
 			return;

@@ -14,12 +14,14 @@
 #include "probe.h"
 #include "once.h"
 #include "registry.h"
+#include "vm.h"
 
 static struct once init_once = ONCE_INIT;
 
 static void init(void)
 {
 	log_init();
+	vm_init();
 	registry_init();
 	fork_init();
 }
@@ -53,12 +55,15 @@ SAFEPIN_EXPORT int safepin_pin(const void *addr, size_t len, unsigned int flags)
 
 	once_run(&init_once, init);
 	ret = check_range(addr, len);
-	if (!ret && flags)
+	if (!ret && (flags & ~SAFEPIN_PIN_DEVICE_WRITES))
 		ret = -EINVAL;
 	if (ret)
 		return fail(ret);
 	fork_guard_enter();
-	ret = registry_pin((uintptr_t)addr, len);
+	if (flags & SAFEPIN_PIN_DEVICE_WRITES)
+		ret = registry_pin_device_faults((uintptr_t)addr, len);
+	else
+		ret = registry_pin((uintptr_t)addr, len);
 	fork_guard_exit();
 	return fail(ret);
 }

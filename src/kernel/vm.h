@@ -129,6 +129,13 @@ bool vm_cow_child_seen(void);
  */
 void vm_write_fault_present(uintptr_t start, uintptr_t end);
 
+/*
+ * Map what this file keeps for the life of the process (a page telling the
+ * process that opened the cached descriptors from its children), so that
+ * it exists before the first registration.  Idempotent, thread-safe.
+ */
+void vm_init(void);
+
 /* Whether this kernel has MADV_POPULATE_WRITE (probed once). */
 bool vm_has_populate(void);
 

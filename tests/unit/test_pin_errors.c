@@ -121,10 +121,11 @@ static void test_wrap_around(void **state)
 	EXPECT_REFUSED(safepin_unpin(pg(4), SIZE_MAX), EINVAL);
 }
 
-static void test_flags_nonzero(void **state)
+static void test_unknown_flags(void **state)
 {
 	(void)state;
-	EXPECT_REFUSED(safepin_pin(pg(4), PAGE, 1), EINVAL);
+	EXPECT_REFUSED(safepin_pin(pg(4), PAGE, 1), EINVAL);	/* safepin_pin_opts()' MIGRATE */
+	EXPECT_REFUSED(safepin_pin(pg(4), PAGE, SAFEPIN_PIN_DEVICE_WRITES | 4), EINVAL);
 	EXPECT_REFUSED(safepin_pin(pg(4), PAGE, 0x80000000u), EINVAL);
 	assert_marks("DD..............");
 }
@@ -402,7 +403,7 @@ int main(void)
 		T(test_null_addr),
 		T(test_zero_len),
 		T(test_wrap_around),
-		T(test_flags_nonzero),
+		T(test_unknown_flags),
 		T(test_unmapped),
 		T(test_prot_none),
 		T(test_hole_in_middle),

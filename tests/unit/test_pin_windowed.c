@@ -216,6 +216,27 @@ static void test_absent_pages_in_window_are_faulted_in(void **state)
 	assert_int_equal(safepin_unpin(p, 4 * PAGE), 0);
 }
 
+/* A device write pin faults its pages itself: inside a window nothing is read or faulted. */
+static void test_device_writes_in_window_fault_nothing(void **state)
+{
+	struct safepin_stats before, s;
+	char *p = blk + BLOCK + 60 * PAGE;
+
+	(void)state;
+	pin(BLOCK, PAGE);
+	assert_int_equal(madvise(p, 4 * PAGE, MADV_DONTNEED), 0);
+	before = stats_now();
+	assert_int_equal(safepin_pin(p, 4 * PAGE, SAFEPIN_PIN_DEVICE_WRITES), 0);
+	s = stats_now();
+	assert_int_equal(s.madvise_calls, before.madvise_calls);
+	assert_int_equal(s.prefaulted_pages, before.prefaulted_pages);
+	assert_int_equal(s.live_registrations, before.live_registrations + 1);
+	for (int i = 0; i < 4; i++)
+		assert_false(pagemap_entry(p + i * PAGE) & PM_PRESENT);
+	assert_int_equal(safepin_unpin(p, 4 * PAGE), 0);
+	unpin(BLOCK, PAGE);
+}
+
 /* The documented cost: a raw clone() also misses open windows, until safepin_flush(). */
 static void test_raw_clone_misses_windows_until_flush(void **state)
 {
@@ -354,6 +375,7 @@ int main(void)
 		T(test_fork_sees_exactly_live_ranges),
 		T(test_sub_page_range_in_window_keeps_child_bytes),
 		T(test_absent_pages_in_window_are_faulted_in),
+		T(test_device_writes_in_window_fault_nothing),
 		T(test_raw_clone_misses_windows_until_flush),
 		T(test_shared_memory_opens_no_window),
 		T(test_application_dontfork_survives),

@@ -11,7 +11,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <safepin/safepin.h>
@@ -356,6 +359,34 @@ static void test_fd_not_lowest(void **state)
 }
 
 /*
+ * The cached pagemap descriptor names the process that opened it: a raw
+ * clone() child, which ran no atfork handler, must still read its own.  A
+ * page the parent marked DONTFORK is present and ours alone there, and not
+ * mapped at all in the child.
+ */
+static void test_raw_clone_child_reads_its_own_pagemap(void **state)
+{
+	char *p = map_anon(PAGE, PROT_READ | PROT_WRITE, 0);
+	uintptr_t s = (uintptr_t)p;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	p[0] = 1;
+	assert_int_equal(madvise(p, PAGE, MADV_DONTFORK), 0);
+	assert_int_equal(vm_pages_exclusive(s, s + PAGE), 1);	/* opens it here */
+	pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(vm_pages_exclusive(s, s + PAGE) == 0 ? 0 : 3);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(vm_pages_exclusive(s, s + PAGE), 1);
+	assert_int_equal(munmap(p, PAGE), 0);
+}
+
+/*
  * A buffer mmap()ed and registered whole, again and again (what a verbs
  * registration cache does): smaps is read the first time only, and every
  * registration still marks and every release still unmarks.  A new VMA the
@@ -403,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_remap_same_address_maps),
 		cmocka_unit_test(test_shared_file_counted),
 		cmocka_unit_test(test_fd_not_lowest),
+		cmocka_unit_test(test_raw_clone_child_reads_its_own_pagemap),
 		cmocka_unit_test(test_whole_vma_reregistration),
 	};
 
