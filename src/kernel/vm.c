@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "compiler.h"
 #include "vm.h"
 
 #ifndef MADV_POPULATE_READ
@@ -622,6 +623,7 @@ void vm_force_populate_always(bool force)
  * leaves copy-on-write unbroken.  Only on memory known to be writable: a
  * read-only page raises SIGSEGV.
  */
+SP_NO_SANITIZE_ADDRESS
 static void touch_for_write(uintptr_t start, uintptr_t end, size_t page_size)
 {
 	for (uintptr_t p = start; p < end; p += page_size) {
@@ -632,6 +634,7 @@ static void touch_for_write(uintptr_t start, uintptr_t end, size_t page_size)
 	}
 }
 
+SP_NO_SANITIZE_ADDRESS
 static void touch_for_read(uintptr_t start, uintptr_t end, size_t page_size)
 {
 	for (uintptr_t p = start; p < end; p += page_size)

@@ -14,6 +14,14 @@
  */
 #define SP_THREAD_LOCAL _Thread_local __attribute__((tls_model("initial-exec")))
 
+/*
+ * The pre-fault stores into the first byte of every page of a range,
+ * which need not be the application's: a heap buffer's page starts in
+ * malloc's bookkeeping, or in AddressSanitizer's redzone.  The store puts
+ * back the byte it read, atomically, so nobody's data changes.
+ */
+#define SP_NO_SANITIZE_ADDRESS __attribute__((no_sanitize("address")))
+
 #define SP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 

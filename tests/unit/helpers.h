@@ -88,6 +88,11 @@ void kill_child(pid_t pid);
  * fork left write-protected (even once its child is gone).
  */
 long write_faults(char *p, size_t len);
+/*
+ * Skip the calling test when write_faults() cannot count: under valgrind,
+ * whose shadow memory the fork write-protected as well.  Call first thing.
+ */
+void skip_if_faults_uncountable(void);
 
 /* mmap with MAP_PRIVATE|MAP_ANONYMOUS (plus @extra flags); asserts success. */
 void *map_anon(size_t len, int prot, int extra);

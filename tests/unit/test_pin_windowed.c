@@ -126,6 +126,7 @@ static void test_window_after_fork_write_faults_its_pages(void **state)
 	struct safepin_stats before;
 
 	(void)state;
+	skip_if_faults_uncountable();
 	kill_child(fork_sleeper());
 	assert_true(pagemap_entry(blk + BLOCK + 100 * PAGE) & PM_EXCLUSIVE);
 	pin(BLOCK, PAGE);				/* opens the window */
