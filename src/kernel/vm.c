@@ -134,6 +134,16 @@ void vm_init(void)
 	pthread_once(&opened_here_once, map_opened_here);
 }
 
+/*
+ * At load: a mapping made later, at the first registration, could take the
+ * address of memory the application just unmapped, or show up between two
+ * counts of its VMAs.
+ */
+__attribute__((constructor)) static void vm_load(void)
+{
+	vm_init();
+}
+
 static int cached_fd_get(struct cached_fd *c, bool reopen)
 {
 	pid_t pid;

@@ -132,7 +132,8 @@ void vm_write_fault_present(uintptr_t start, uintptr_t end);
 /*
  * Map what this file keeps for the life of the process (a page telling the
  * process that opened the cached descriptors from its children), so that
- * it exists before the first registration.  Idempotent, thread-safe.
+ * it exists before the first registration (a constructor calls it at load).
+ * Idempotent, thread-safe.
  */
 void vm_init(void);
 
