@@ -761,6 +761,19 @@ static int pin(uintptr_t addr, size_t len, const struct pin_placement *pl, bool 
 	/* Revived in this thread's cache: no registry lock (registry_deferred.c). */
 	if (!pl && !registry_tc_revive(addr, len))
 		return 0;
+	/* Inside open windows, recorded in this thread's cache: no registry lock either. */
+	if (!pl && !registry_tc_pin_in_windows(addr, len, &ext)) {
+		int ready = device_faults ? 1 : vm_pages_exclusive(ext.start, ext.end);
+
+		if (ready == 1)
+			return 0;
+		/* Back out (a window closer may have settled it meanwhile); the
+		 * full path below faults the pages in. */
+		if (registry_tc_unpin_in_windows(addr, len, NULL))
+			(void)registry_unpin_now(addr, len);
+		if (ready < 0)
+			return ready;
+	}
 	registry_lock();
 	if (stuck.n)
 		retry_stuck_locked();
@@ -852,15 +865,41 @@ int registry_pin_placed(uintptr_t addr, size_t len, const struct pin_placement *
 	return pin(addr, len, pl, false);
 }
 
+/*
+ * A pin of this thread's inside windows, released a second time: it goes
+ * back to wregs and the unpin goes on as a release seen before, so that it
+ * is counted and parked (registry_unpin_in_windows_locked()).  0, or
+ * -ENOENT when that cannot be (not deferring, its windows closed since,
+ * no memory): it is simply gone, as a release inside windows is.
+ */
+static int repark_window_pin_locked(uintptr_t addr, size_t len, const struct reg_extent *ext)
+{
+	struct reg_extent now;
+
+	if (!registry_state.defer_unmark || !registry_windows_cover(addr, len, &now) ||
+	    reg_table_add(&registry_state.wregs, addr, len, ext))
+		return -ENOENT;
+	recent_set_add(&registry_state.unpinned, addr, len);
+	return 0;
+}
+
 static int unpin(uintptr_t addr, size_t len, bool may_park)
 {
 	struct reg_extent ext;
 	int ret;
 
-	/* Revived in this thread's cache: parked there again, no registry lock. */
-	if (may_park && !registry_tc_park(addr, len))
+	/* Pinned inside windows by this thread, or revived in its cache: no registry lock. */
+	ret = registry_tc_unpin_in_windows(addr, len, &ext);
+	if (!ret || (ret > 0 && !may_park))
+		return 0;
+	if (ret < 0 && may_park && !registry_tc_park(addr, len))
 		return 0;
 	registry_lock();
+	/* Released twice: back in wregs, still live, for the locked path to park it. */
+	if (ret > 0 && repark_window_pin_locked(addr, len, &ext)) {
+		registry_unlock();
+		return 0;
+	}
 	if (stuck.n)
 		retry_stuck_locked();
 	/* A registration already reported violated goes first (registry_lifetime.c). */
@@ -869,6 +908,10 @@ static int unpin(uintptr_t addr, size_t len, bool may_park)
 		goto out;
 	may_park = may_park && registry_state.defer_unmark && registry_marks_locked();
 	ret = reg_table_find(&registry_state.regs, addr, len, &ext);
+	/* Pinned inside windows by another thread: its cache gives it up. */
+	if (ret == -ENOENT && atomic_load(&registry_state.nr_wheld) &&
+	    registry_tc_settle_windows_locked())
+		ret = -ENOMEM;
 	if (ret == -ENOENT && registry_state.wregs.nr_live) {
 		ret = registry_unpin_in_windows_locked(addr, len, may_park);
 		if (ret != -EAGAIN)
@@ -893,6 +936,8 @@ static int unpin(uintptr_t addr, size_t len, bool may_park)
 		lifetime_unpinned_locked(&ext);
 	}
 out:
+	if (!ret && registry_state.windows.n)
+		registry_tc_note_released_locked(addr, len);
 	registry_unlock();
 	return ret;
 }

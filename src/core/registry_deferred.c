@@ -214,6 +214,15 @@ static int unpark_into(const struct reg_pick *p, struct unmark_batch *b)
  * (which need every pin and unpin to be seen) turns the caches off.
  */
 #define TC_SLOTS 32
+/*
+ * Pins inside open windows a thread holds (registry_window.c): neither
+ * counted nor marked by anyone but the windows, so recording one is all a
+ * pin there does, and with the window set read under its seqlock it needs
+ * no registry lock.  A closer of windows bumps the sequence first and then
+ * visits every cache under its lock, so a pin recorded after that visit
+ * sees the change and takes the locked path instead.
+ */
+#define TC_WSLOTS 16
 
 enum { TC_FREE, TC_PARKED, TC_LIVE, TC_STRANDED /* live, could not move back */ };
 
@@ -225,11 +234,22 @@ struct tc_slot {
 	bool revived;		/* since the registry last looked */
 };
 
+struct tc_wslot {
+	uintptr_t addr;
+	size_t len;
+	struct reg_extent ext;
+};
+
 struct thread_cache {
 	_Alignas(64) struct sp_lock lock;	/* over all below but next and in_use */
 	unsigned int n;		/* slots not free */
 	uint64_t revived;	/* revivals, not yet in registry_state.revived */
 	struct tc_slot slot[TC_SLOTS];
+	unsigned int wn;	/* window pins: the first wn of wslot */
+	struct tc_wslot wslot[TC_WSLOTS];
+	/* (addr, len) of the window pins released last: a second release parks. */
+	struct { uintptr_t addr; size_t len; } wgone[TC_WSLOTS];
+	unsigned int wgone_next;
 	struct thread_cache *next;	/* under the registry lock */
 	bool in_use;			/* under the registry lock */
 };
@@ -295,6 +315,102 @@ int registry_tc_park(uintptr_t addr, size_t len)
 	return s ? 0 : -ENOENT;
 }
 
+int registry_tc_pin_in_windows(uintptr_t addr, size_t len, struct reg_extent *ext)
+{
+	struct thread_cache *c = tc_self;
+	unsigned int seq;
+	int ret = -ENOENT;
+
+	if (!c)
+		return -ENOENT;
+	sp_lock(&c->lock);
+	seq = registry_windows_read_begin();
+	if (!(seq & 1) && c->wn < TC_WSLOTS && registry_windows_cover(addr, len, ext)) {
+		c->wslot[c->wn++] = (struct tc_wslot){ addr, len, *ext };
+		if (registry_windows_read_retry(seq)) {
+			c->wn--;
+		} else {
+			atomic_fetch_add_explicit(&registry_state.nr_wheld, 1, memory_order_relaxed);
+			ret = 0;
+		}
+	}
+	sp_unlock(&c->lock);
+	return ret;
+}
+
+/* Whether @c released (addr, len) from a window lately; remember it if not. */
+static bool tc_released_before(struct thread_cache *c, uintptr_t addr, size_t len)
+{
+	for (unsigned int i = 0; i < TC_WSLOTS; i++)
+		if (c->wgone[i].addr == addr && c->wgone[i].len == len)
+			return true;
+	c->wgone[c->wgone_next].addr = addr;
+	c->wgone[c->wgone_next].len = len;
+	c->wgone_next = (c->wgone_next + 1) % TC_WSLOTS;
+	return false;
+}
+
+void registry_tc_note_released_locked(uintptr_t addr, size_t len)
+{
+	struct thread_cache *c = tc_self;
+
+	if (!c)
+		return;
+	sp_lock(&c->lock);
+	(void)tc_released_before(c, addr, len);
+	sp_unlock(&c->lock);
+}
+
+int registry_tc_unpin_in_windows(uintptr_t addr, size_t len, struct reg_extent *ext)
+{
+	struct thread_cache *c = tc_self;
+	int ret = -ENOENT;
+
+	if (!c)
+		return -ENOENT;
+	sp_lock(&c->lock);
+	for (unsigned int i = c->wn; i-- > 0;) {
+		if (c->wslot[i].addr == addr && c->wslot[i].len == len) {
+			if (ext)
+				*ext = c->wslot[i].ext;
+			c->wslot[i] = c->wslot[--c->wn];
+			atomic_fetch_sub_explicit(&registry_state.nr_wheld, 1, memory_order_relaxed);
+			ret = ext && tc_released_before(c, addr, len) ? 1 : 0;
+			break;
+		}
+	}
+	sp_unlock(&c->lock);
+	return ret;
+}
+
+/* Move @c's window pins to wregs (the caller holds both locks): 0 or -ENOMEM. */
+static int tc_settle_windows(struct thread_cache *c)
+{
+	while (c->wn) {
+		const struct tc_wslot *w = &c->wslot[c->wn - 1];
+
+		if (reg_table_add(&registry_state.wregs, w->addr, w->len, &w->ext))
+			return -ENOMEM;
+		registry_trust_until_fork_locked(&w->ext);
+		c->wn--;
+		atomic_fetch_sub_explicit(&registry_state.nr_wheld, 1, memory_order_relaxed);
+	}
+	return 0;
+}
+
+int registry_tc_settle_windows_locked(void)
+{
+	int ret = 0;
+
+	for (struct thread_cache *c = tc_head; c; c = c->next) {
+		sp_lock(&c->lock);
+		if (tc_settle_windows(c))
+			ret = -ENOMEM;
+		sp_unlock(&c->lock);
+	}
+	return ret;
+}
+
 /* The calling thread's cache, claimed or made on its first park. */
 static struct thread_cache *tc_get_locked(void)
 {
@@ -331,6 +447,12 @@ static struct thread_cache *tc_get_locked(void)
 	c->in_use = true;
 	tc_self = c;
 	return c;
+}
+
+void registry_tc_claim_locked(void)
+{
+	if (!registry_state.tc_off)
+		(void)tc_get_locked();
 }
 
 /* An unpin parks (addr, len), in the live table with @ext, in this thread's cache. */
@@ -403,6 +525,8 @@ static int tc_visit_one(struct thread_cache *c, enum tc_do what, struct unmark_b
 	sp_lock(&c->lock);
 	registry_state.revived += c->revived;
 	c->revived = 0;
+	if (what == TC_SETTLE && tc_settle_windows(c))
+		ret = -ENOMEM;
 	for (unsigned int i = 0; c->n && i < TC_SLOTS; i++) {
 		struct tc_slot *s = &c->slot[i];
 
@@ -499,6 +623,7 @@ void registry_tc_count_locked(uint64_t *live, uint64_t *parked)
 	for (struct thread_cache *c = tc_head; c; c = c->next) {
 		(void)tc_visit_one(c, TC_NOTE, NULL, NULL);
 		sp_lock(&c->lock);
+		*live += c->wn;
 		for (unsigned int i = 0; c->n && i < TC_SLOTS; i++) {
 			if (c->slot[i].state == TC_PARKED)
 				(*parked)++;
@@ -534,10 +659,13 @@ void registry_tc_forget(void)
 		sp_lock_init(&c->lock);
 		memset(c->slot, 0, sizeof(c->slot));
 		c->n = 0;
+		c->wn = 0;
+		memset(c->wgone, 0, sizeof(c->wgone));
 		c->revived = 0;
 		c->in_use = c == tc_self;
 	}
 	registry_state.nr_held = 0;
+	atomic_store(&registry_state.nr_wheld, 0);
 }
 
 /*

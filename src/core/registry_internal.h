@@ -13,6 +13,7 @@
 #define SAFEPIN_REGISTRY_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,12 @@ struct registry_state {
 	bool defer_unmark;
 	bool windowed;			/* SAFEPIN_UNMARK_WINDOWED: see registry_window.c */
 	struct block_set windows;	/* 2 MiB blocks marked whole, in the counts */
+	/*
+	 * Odd while the window set changes (a seqlock): threads read the set
+	 * without the lock to record pins inside windows in their own caches.
+	 */
+	atomic_uint windows_seq;
+	unsigned int windows_changing;	/* nesting of registry_windows_change_begin() */
 	struct reg_table wregs;		/* pinned inside open windows: not in the counts */
 	struct edge_snapshot snapshot;	/* taken while a fork() is in progress */
 	enum safepin_policy policy;
@@ -55,7 +62,10 @@ struct registry_state {
 	uint64_t failures;
 	uint64_t revived;
 	size_t nr_held;			/* entries in threads' caches: see registry_deferred.c */
-	bool tc_off;			/* threads' caches disabled for good (monitor, audit) */
+	atomic_size_t nr_wheld;		/* pins inside windows in threads' caches */
+	/* Threads' caches disabled for good (monitor, audit); read without the
+	 * lock by the window pins of registry_tc_pin_in_windows(). */
+	atomic_bool tc_off;
 };
 
 extern struct registry_state registry_state;
@@ -180,9 +190,27 @@ void registry_tc_park_back_locked(uintptr_t addr, size_t len, uintptr_t start, u
 int registry_settle_threads_locked(void);
 static inline void registry_settle_threads(void)
 {
-	if (registry_state.nr_held)
+	if (registry_state.nr_held || atomic_load(&registry_state.nr_wheld))
 		(void)registry_settle_threads_locked();
 }
+/*
+ * Pins inside open windows, recorded in the calling thread's cache without
+ * the registry lock (the caller holds the fork guard).  Only page-aligned
+ * ranges whose blocks are all open windows, read under the windows'
+ * seqlock: 0, or -ENOENT (take the locked path).  Release: 0, -ENOENT
+ * (not held by this thread), or with @ext (its extent, stored) 1: this
+ * thread released the same (addr, len) from a window lately, a
+ * registration cache's pattern, so the caller parks it (see
+ * registry_unpin_in_windows_locked()).
+ */
+int registry_tc_pin_in_windows(uintptr_t addr, size_t len, struct reg_extent *ext);
+int registry_tc_unpin_in_windows(uintptr_t addr, size_t len, struct reg_extent *ext);
+/* A release through the locked path, so that the next one of (addr, len) parks. */
+void registry_tc_note_released_locked(uintptr_t addr, size_t len);
+/* The calling thread's cache, made if need be, so that its next window pins are its own. */
+void registry_tc_claim_locked(void);
+/* Move every thread's window pins to wregs: 0, or -ENOMEM (those left stay). */
+int registry_tc_settle_windows_locked(void);
 /* Whether a live (addr, len) was left stranded in a thread's cache. */
 bool registry_tc_stranded_locked(uintptr_t addr, size_t len);
 /* Live and parked entries the threads hold, for the stats. */
@@ -236,8 +264,31 @@ int registry_unpin_in_windows_locked(uintptr_t addr, size_t len, bool may_park);
 int registry_settle_windows_locked(void);
 static inline void registry_settle_windows(void)
 {
-	if (registry_state.wregs.nr_live)
+	if (registry_state.wregs.nr_live || atomic_load(&registry_state.nr_wheld))
 		(void)registry_settle_windows_locked();
+}
+/*
+ * Around every change of the window set, and around anything that must
+ * not see a thread record a window pin meanwhile (closing windows: the
+ * pins inside are settled first).  Nests.
+ */
+void registry_windows_change_begin(void);
+void registry_windows_change_end(void);
+/*
+ * Without the lock: whether (addr, len) is page aligned and every block
+ * of it an open window, its extent in @ext.  Valid only if
+ * registry_windows_read_retry(@seq) then says no change happened.
+ */
+bool registry_windows_cover(uintptr_t addr, size_t len, struct reg_extent *ext);
+static inline unsigned int registry_windows_read_begin(void)
+{
+	return atomic_load_explicit(&registry_state.windows_seq, memory_order_acquire);
+}
+static inline bool registry_windows_read_retry(unsigned int seq)
+{
+	atomic_thread_fence(memory_order_acquire);
+	return (seq & 1) ||
+	       atomic_load_explicit(&registry_state.windows_seq, memory_order_relaxed) != seq;
 }
 /* Whether [start, end) meets an open window. */
 bool registry_meets_window_locked(uintptr_t start, uintptr_t end);

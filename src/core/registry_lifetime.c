@@ -330,13 +330,17 @@ int registry_walk_locked(int (*fn)(void *ctx, const struct lt_reg *r), void *ctx
 	struct lt_collect c = { .start = 0, .end = UINTPTR_MAX };
 	int ret;
 
-	registry_settle_windows();
 	/*
 	 * The monitor and the audit walk every registration, and then need to
 	 * see every later pin and unpin: the threads' caches are off for good.
+	 * (A thread recording a window pin of its own meanwhile sees the
+	 * windows change and takes the locked path.)
 	 */
+	registry_windows_change_begin();
 	registry_state.tc_off = true;
+	registry_settle_windows();
 	registry_settle_threads();
+	registry_windows_change_end();
 	ret = reg_table_walk(&registry_state.regs, lt_collect_one, &c);
 
 	for (size_t i = 0; !ret && i < c.n; i++)

@@ -73,6 +73,20 @@ static uintptr_t block_of(uintptr_t addr)
 	return addr >> WINDOW_SHIFT;
 }
 
+void registry_windows_change_begin(void)
+{
+	if (registry_state.windows_changing++ == 0) {
+		atomic_fetch_add(&registry_state.windows_seq, 1);
+		atomic_thread_fence(memory_order_release);
+	}
+}
+
+void registry_windows_change_end(void)
+{
+	if (--registry_state.windows_changing == 0)
+		atomic_fetch_add_explicit(&registry_state.windows_seq, 1, memory_order_release);
+}
+
 void registry_windows_init(void)
 {
 	block_set_init(&registry_state.windows, window_slot, WINDOW_SLOTS);
@@ -81,8 +95,10 @@ void registry_windows_init(void)
 
 void registry_forget_windows(void)
 {
+	registry_windows_change_begin();
 	block_set_clear(&registry_state.windows);
 	block_set_clear(&clean_blocks);
+	registry_windows_change_end();
 }
 
 /* [start, end), a piece of a VMA just shown unmarked, is one block: remember it. */
@@ -123,6 +139,25 @@ bool registry_meets_window_locked(uintptr_t start, uintptr_t end)
 	return window_meeting(start, end, &key);
 }
 
+bool registry_windows_cover(uintptr_t addr, size_t len, struct reg_extent *ext)
+{
+	const size_t ps = vm_base_page_size();
+
+	if (!len || addr + len < addr || addr + len > UINTPTR_MAX - ps ||
+	    atomic_load_explicit(&registry_state.tc_off, memory_order_relaxed))
+		return false;
+	reg_extent_of(addr, len, ps, ps, ext);
+	/* Partial edge pages are counted in the edge map: the locked path's. */
+	if (ext->head_end != ext->start || ext->tail_start != ext->end)
+		return false;
+	if (block_of(ext->end - 1) - block_of(ext->start) >= FAST_PATH_BLOCKS)
+		return false;
+	for (uintptr_t b = block_of(ext->start); b <= block_of(ext->end - 1); b++)
+		if (!block_set_has(&registry_state.windows, b))
+			return false;
+	return true;
+}
+
 int registry_pin_in_windows_locked(uintptr_t addr, size_t len, struct reg_extent *ext)
 {
 	const size_t ps = vm_base_page_size();
@@ -149,6 +184,8 @@ int registry_pin_in_windows_locked(uintptr_t addr, size_t len, struct reg_extent
 		return ret;
 	}
 	registry_trust_until_fork_locked(ext);
+	/* The next ones this thread makes need no registry lock. */
+	registry_tc_claim_locked();
 	return 0;
 }
 
@@ -196,18 +233,22 @@ int registry_unpin_in_windows_locked(uintptr_t addr, size_t len, bool may_park)
 
 int registry_settle_windows_locked(void)
 {
+	if (registry_tc_settle_windows_locked())
+		goto enomem;
 	while (registry_state.wregs.nr_live) {
 		struct reg_pick p = { .start = 0, .end = UINTPTR_MAX };
 
 		(void)reg_table_walk(&registry_state.wregs, registry_pick_entry, &p);
-		if (settle_one(&p)) {
-			registry_state.failures++;
-			sp_log(SP_LOG_ERROR, "out of memory counting registrations in windows: "
-			       "%zu keep their windows open", registry_state.wregs.nr_live);
-			return -ENOMEM;
-		}
+		if (settle_one(&p))
+			goto enomem;
 	}
 	return 0;
+enomem:
+	registry_state.failures++;
+	sp_log(SP_LOG_ERROR, "out of memory counting registrations in windows: "
+	       "%zu keep their windows open",
+	       registry_state.wregs.nr_live + atomic_load(&registry_state.nr_wheld));
+	return -ENOMEM;
 }
 
 /*
@@ -269,7 +310,9 @@ static int open_window(uintptr_t key)
 	ret = registry_count_range_locked(&l, ws, we);
 	if (ret)
 		goto out;
+	registry_windows_change_begin();
 	(void)block_set_add(&registry_state.windows, key);	/* room made above */
+	registry_windows_change_end();
 	/* Pins inside take pagemap's word that a page is ours alone, which
 	 * does not say its PTE is writable: after a fork that one may not be. */
 	if (vm_cow_child_seen())
@@ -336,7 +379,11 @@ void registry_close_opened_locked(struct windows_opened *opened)
 {
 	struct unmark_batch b = { .run = NULL };
 
-	if (opened->n && registry_settle_windows_locked()) {
+	if (!opened->n)
+		return;
+	registry_windows_change_begin();
+	if (registry_settle_windows_locked()) {
+		registry_windows_change_end();
 		opened->n = 0;
 		return;
 	}
@@ -349,6 +396,7 @@ void registry_close_opened_locked(struct windows_opened *opened)
 		}
 	}
 	opened->n = 0;
+	registry_windows_change_end();
 	registry_batch_apply(&b);
 }
 
@@ -359,8 +407,11 @@ int registry_close_windows_locked(void)
 	uintptr_t key;
 	int ret = 0;
 
-	if (registry_settle_windows_locked())
+	registry_windows_change_begin();
+	if (registry_settle_windows_locked()) {
+		registry_windows_change_end();
 		return -ENOMEM;
+	}
 	while (n < MAX_WINDOWS && block_set_next(&registry_state.windows, &pos, &key))
 		closing[n++] = key;
 	for (size_t i = 0; i < n; i++) {
@@ -372,6 +423,7 @@ int registry_close_windows_locked(void)
 			break;
 		}
 	}
+	registry_windows_change_end();
 	registry_batch_apply(&b);
 	/* Unmarked windows merge back with the pieces between them. */
 	block_set_clear(&clean_blocks);
@@ -386,10 +438,13 @@ void registry_drop_windows_locked(uintptr_t start, uintptr_t end,
 	uintptr_t key;
 
 	block_set_clear(&clean_blocks);	/* what was there may be mapped anew */
-	if (registry_settle_windows_locked())
-		return;
-	while (window_meeting(start, end, &key)) {
-		block_set_del(&registry_state.windows, key);
-		drop(key << WINDOW_SHIFT, (key << WINDOW_SHIFT) + WINDOW_SIZE, start, end, gone);
+	registry_windows_change_begin();
+	if (!registry_settle_windows_locked()) {
+		while (window_meeting(start, end, &key)) {
+			block_set_del(&registry_state.windows, key);
+			drop(key << WINDOW_SHIFT, (key << WINDOW_SHIFT) + WINDOW_SIZE, start, end,
+			     gone);
+		}
 	}
+	registry_windows_change_end();
 }

@@ -1,8 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 #include <errno.h>
-#include <string.h>
 
 #include "block_set.h"
+
+/*
+ * Slots and the count are read and written with relaxed atomics: one
+ * writer at a time (the caller's lock), readers that may run meanwhile
+ * and check a sequence count the writer bumps (registry_window.c).  A
+ * reader during a change sees some mix of old and new slots, never a torn
+ * one, and its probe still ends: at least half of the slots are free.
+ */
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
 static size_t home_of(const struct block_set *s, uintptr_t key)
 {
@@ -22,8 +31,9 @@ void block_set_init(struct block_set *s, uintptr_t *slot, size_t slots)
 
 void block_set_clear(struct block_set *s)
 {
-	memset(s->slot, 0, (s->mask + 1) * sizeof(*s->slot));
-	s->n = 0;
+	for (size_t i = 0; i <= s->mask; i++)
+		STORE(s->slot[i], 0);
+	STORE(s->n, 0);
 }
 
 /* The slot holding @key, or the free slot ending its probe run. */
@@ -31,14 +41,16 @@ static size_t probe(const struct block_set *s, uintptr_t key)
 {
 	size_t i = home_of(s, key);
 
-	while (s->slot[i] && s->slot[i] != key + 1)
+	uintptr_t v;
+
+	while ((v = LOAD(s->slot[i])) && v != key + 1)
 		i = (i + 1) & s->mask;
 	return i;
 }
 
 bool block_set_has(const struct block_set *s, uintptr_t key)
 {
-	return s->n && s->slot[probe(s, key)] == key + 1;
+	return LOAD(s->n) && LOAD(s->slot[probe(s, key)]) == key + 1;
 }
 
 int block_set_add(struct block_set *s, uintptr_t key)
@@ -49,8 +61,8 @@ int block_set_add(struct block_set *s, uintptr_t key)
 		return -EEXIST;
 	if (s->n == s->max)
 		return -ENOSPC;
-	s->slot[i] = key + 1;
-	s->n++;
+	STORE(s->slot[i], key + 1);
+	STORE(s->n, s->n + 1);
 	return 0;
 }
 
@@ -67,12 +79,12 @@ bool block_set_del(struct block_set *s, uintptr_t key)
 
 	if (!s->slot[hole])
 		return false;
-	s->slot[hole] = 0;
-	s->n--;
+	STORE(s->slot[hole], 0);
+	STORE(s->n, s->n - 1);
 	for (i = (hole + 1) & s->mask; s->slot[i]; i = (i + 1) & s->mask) {
 		if (may_fill(hole, home_of(s, s->slot[i] - 1), i)) {
-			s->slot[hole] = s->slot[i];
-			s->slot[i] = 0;
+			STORE(s->slot[hole], s->slot[i]);
+			STORE(s->slot[i], 0);
 			hole = i;
 		}
 	}

@@ -394,9 +394,7 @@ long write_faults(char *p, size_t len)
 
 void skip_if_faults_uncountable(void)
 {
-	const char *preload = getenv("LD_PRELOAD");
-
-	if (preload && strstr(preload, "vgpreload")) {
+	if (under_valgrind()) {
 		print_message("skipped under valgrind: its shadow memory takes write faults "
 			      "of its own after a fork; counted in the other stages\n");
 		skip();
