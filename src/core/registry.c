@@ -909,7 +909,7 @@ static int unpin(uintptr_t addr, size_t len, bool may_park)
 	may_park = may_park && registry_state.defer_unmark && registry_marks_locked();
 	ret = reg_table_find(&registry_state.regs, addr, len, &ext);
 	/* Pinned inside windows by another thread: its cache gives it up. */
-	if (ret == -ENOENT && atomic_load(&registry_state.nr_wheld) &&
+	if (ret == -ENOENT && atomic_load(&registry_state.wheld) &&
 	    registry_tc_settle_windows_locked())
 		ret = -ENOMEM;
 	if (ret == -ENOENT && registry_state.wregs.nr_live) {

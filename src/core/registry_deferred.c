@@ -330,7 +330,8 @@ int registry_tc_pin_in_windows(uintptr_t addr, size_t len, struct reg_extent *ex
 		if (registry_windows_read_retry(seq)) {
 			c->wn--;
 		} else {
-			atomic_fetch_add_explicit(&registry_state.nr_wheld, 1, memory_order_relaxed);
+			if (!atomic_load_explicit(&registry_state.wheld, memory_order_relaxed))
+				atomic_store(&registry_state.wheld, true);
 			ret = 0;
 		}
 	}
@@ -374,7 +375,6 @@ int registry_tc_unpin_in_windows(uintptr_t addr, size_t len, struct reg_extent *
 			if (ext)
 				*ext = c->wslot[i].ext;
 			c->wslot[i] = c->wslot[--c->wn];
-			atomic_fetch_sub_explicit(&registry_state.nr_wheld, 1, memory_order_relaxed);
 			ret = ext && tc_released_before(c, addr, len) ? 1 : 0;
 			break;
 		}
@@ -393,7 +393,6 @@ static int tc_settle_windows(struct thread_cache *c)
 			return -ENOMEM;
 		registry_trust_until_fork_locked(&w->ext);
 		c->wn--;
-		atomic_fetch_sub_explicit(&registry_state.nr_wheld, 1, memory_order_relaxed);
 	}
 	return 0;
 }
@@ -665,7 +664,7 @@ void registry_tc_forget(void)
 		c->in_use = c == tc_self;
 	}
 	registry_state.nr_held = 0;
-	atomic_store(&registry_state.nr_wheld, 0);
+	atomic_store(&registry_state.wheld, false);
 }
 
 /*

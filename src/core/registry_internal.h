@@ -62,7 +62,11 @@ struct registry_state {
 	uint64_t failures;
 	uint64_t revived;
 	size_t nr_held;			/* entries in threads' caches: see registry_deferred.c */
-	atomic_size_t nr_wheld;		/* pins inside windows in threads' caches */
+	/*
+	 * Some thread recorded a pin inside windows in its cache (sticky: a
+	 * count would be a cache line every thread writes on every pin).
+	 */
+	atomic_bool wheld;
 	/* Threads' caches disabled for good (monitor, audit); read without the
 	 * lock by the window pins of registry_tc_pin_in_windows(). */
 	atomic_bool tc_off;
@@ -190,7 +194,7 @@ void registry_tc_park_back_locked(uintptr_t addr, size_t len, uintptr_t start, u
 int registry_settle_threads_locked(void);
 static inline void registry_settle_threads(void)
 {
-	if (registry_state.nr_held || atomic_load(&registry_state.nr_wheld))
+	if (registry_state.nr_held || atomic_load(&registry_state.wheld))
 		(void)registry_settle_threads_locked();
 }
 /*
@@ -264,7 +268,7 @@ int registry_unpin_in_windows_locked(uintptr_t addr, size_t len, bool may_park);
 int registry_settle_windows_locked(void);
 static inline void registry_settle_windows(void)
 {
-	if (registry_state.wregs.nr_live || atomic_load(&registry_state.nr_wheld))
+	if (registry_state.wregs.nr_live || atomic_load(&registry_state.wheld))
 		(void)registry_settle_windows_locked();
 }
 /*

@@ -17,7 +17,10 @@
  * path faults them in.  While its windows are open, its pages need no
  * count of their own either: it is recorded in registry_state.wregs only,
  * and counted ("settled") when a window closes or anything walks the
- * live registrations.  Its release makes no system call either.
+ * live registrations.  Its release makes no system call either.  A thread
+ * records such pins in its own cache (registry_deferred.c), without the
+ * registry lock: the window set is read under registry_state.windows_seq,
+ * which every change of it makes odd first (registry_windows_change_begin()).
  *
  * Marking is only observed at fork.  The prepare handler of every fork()
  * closes the windows before anything else (registry_before_fork_locked()):
@@ -246,8 +249,7 @@ int registry_settle_windows_locked(void)
 enomem:
 	registry_state.failures++;
 	sp_log(SP_LOG_ERROR, "out of memory counting registrations in windows: "
-	       "%zu keep their windows open",
-	       registry_state.wregs.nr_live + atomic_load(&registry_state.nr_wheld));
+	       "%zu keep their windows open", registry_state.wregs.nr_live);
 	return -ENOMEM;
 }
 
