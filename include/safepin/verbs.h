@@ -22,7 +22,9 @@
  * does not share them (MADV_DONTFORK by default) and faulted in with write
  * semantics, so the device pins pages this process owns exclusively; a
  * later fork() and a CPU write in the parent can no longer leave the device
- * on a page the parent does not see.  The marking is counted per page
+ * on a page the parent does not see.  (A region with IBV_ACCESS_LOCAL_WRITE
+ * is only marked: the kernel pins it for write, which faults every page in
+ * with write semantics itself; see SAFEPIN_PIN_DEVICE_WRITES.)  The marking is counted per page
  * across overlapping regions (also across protection domains and with
  * safepin_pin() users) and removed only after the last region covering a
  * page has been deregistered.  All of it happens under the fork guard, so

@@ -16,7 +16,9 @@
  *
  *   map:    hold off fork() -> mark the buffer (MADV_DONTFORK by default,
  *           see safepin_set_policy()) and fault every page in with write
- *           semantics -> the ioctl -> remember (fd, IOVA, vaddr, size);
+ *           semantics (for a WRITE map the kernel's own write pin does
+ *           that: marked only) -> the ioctl -> remember (fd, IOVA, vaddr,
+ *           size);
  *           when the ioctl fails, the marking is undone and the kernel's
  *           errno returned.
  *   unmap:  hold off fork() -> the ioctl -> release the marking of exactly

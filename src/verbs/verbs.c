@@ -2,7 +2,9 @@
 /*
  * The verbs drop-in API.  Every call runs inside the fork guard:
  *
- *   reg:    node for the table -> mark (registry_pin) -> provider
+ *   reg:    node for the table -> mark + pre-fault (registry_pin; mark
+ *           only with IBV_ACCESS_LOCAL_WRITE, whose pin write-faults the
+ *           pages) -> provider
  *           -> remember (mr -> pinned range); a provider failure unmarks
  *           with the provider's errno kept.
  *   dereg:  forget -> provider -> unmark; a provider failure remembers
@@ -171,14 +173,23 @@ static void remember(struct mr_node *n, const struct ibv_mr *mr, const struct mr
 	}
 }
 
-/* Mark and pre-fault @p. Return 0, or -1 with errno set; nothing changed then. */
-static int pin(const struct mr_pin *p)
+/*
+ * Mark and pre-fault @p: 0, or -1 with errno set, nothing changed then.
+ * A region the device may write is pinned for write (FOLL_WRITE) by the
+ * kernel's ib_umem_get(), which write-faults every page itself: mark only
+ * (SAFEPIN_PIN_DEVICE_WRITES).  @access: IBV_ACCESS_* flags, or -1 when
+ * unknown (a re-registration keeping the old access).
+ */
+static int pin(const struct mr_pin *p, long access)
 {
 	int ret;
 
 	if (ibv_mark(p))
 		return -1;	/* errno from libibverbs */
-	ret = registry_pin(p->addr, p->len);
+	if (access >= 0 && (access & IBV_ACCESS_LOCAL_WRITE))
+		ret = registry_pin_device_faults(p->addr, p->len);
+	else
+		ret = registry_pin(p->addr, p->len);
 	if (ret) {
 		ibv_unmark(p);
 		registry_count_failure();
@@ -232,7 +243,7 @@ SAFEPIN_EXPORT struct ibv_mr *safepin_reg_mr_iova2(struct ibv_pd *pd, void *addr
 		errno = ENOMEM;
 		goto out;
 	}
-	if (pin(&p))
+	if (pin(&p, (long)access))
 		goto out_free;
 	mr = ibv_reg_mr_iova2(pd, addr, length, iova, access);
 	if (!mr) {
@@ -286,7 +297,7 @@ SAFEPIN_EXPORT struct ibv_mr *safepin_reg_mr_ex(struct ibv_pd *pd,
 		errno = ENOMEM;
 		goto out;
 	}
-	if (pin(&p))
+	if (pin(&p, (long)attr->access))
 		goto out_free;
 	mr = ibv_reg_mr_ex(pd, attr);
 	if (!mr) {
@@ -370,7 +381,7 @@ SAFEPIN_EXPORT int safepin_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd 
 			goto out;
 		}
 	}
-	if (pin_new && pin(&new)) {
+	if (pin_new && pin(&new, (flags & IBV_REREG_MR_CHANGE_ACCESS) ? (long)access : -1)) {
 		ret = IBV_REREG_MR_ERR_DONT_FORK_NEW;
 		goto out;
 	}

@@ -4,7 +4,9 @@
  * issues VFIO or iommufd ioctls.  Every call runs inside the fork guard and
  * under one mutex held across the ioctl and the table update:
  *
- *   map:    node for the table -> mark + pre-fault (registry_pin) -> ioctl
+ *   map:    node for the table -> mark + pre-fault (registry_pin; mark
+ *           only for a WRITE mapping, whose pin write-faults the pages)
+ *           -> ioctl
  *           -> remember (fd, space, IOVA, size, vaddr); an ioctl failure
  *           unmarks, and the kernel's errno is returned.
  *   unmap:  ioctl -> take the records the kernel removed -> unmark them.
@@ -120,11 +122,13 @@ static void release_list(struct vfio_node *list)
 /*
  * Mark [vaddr, vaddr + size), run @call, record the mapping on success.
  * @call returns 0 or -errno and, on success, the mapping's IOVA.
+ * @device_writes: a WRITE mapping, which the kernel pins for write
+ * (FOLL_WRITE), write-faulting every page itself: mark only.
  */
 typedef int (*map_call)(int fd, void *arg, uint64_t *iova);
 
-static int map_locked(int fd, uint32_t space, uint64_t vaddr, uint64_t size, map_call call,
-		      void *arg)
+static int map_locked(int fd, uint32_t space, uint64_t vaddr, uint64_t size, bool device_writes,
+		      map_call call, void *arg)
 {
 	struct vfio_node *n, *stale = NULL;
 	struct vfio_map m = { .size = size, .vaddr = (uintptr_t)vaddr };
@@ -139,7 +143,8 @@ static int map_locked(int fd, uint32_t space, uint64_t vaddr, uint64_t size, map
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = registry_pin((uintptr_t)vaddr, (size_t)size);
+	ret = device_writes ? registry_pin_device_faults((uintptr_t)vaddr, (size_t)size) :
+			      registry_pin((uintptr_t)vaddr, (size_t)size);
 	if (ret)
 		goto out;
 	ret = call(fd, arg, &m.iova);
@@ -239,7 +244,7 @@ SAFEPIN_EXPORT int safepin_vfio_map_dma(int container_fd,
 	    (map->flags & VFIO_DMA_MAP_FLAG_VADDR))
 		return fail(ioctl(container_fd, VFIO_IOMMU_MAP_DMA, map) ? -errno : 0);
 	return fail(map_locked(container_fd, VFIO_TABLE_CONTAINER, map->vaddr, map->size,
-			       vfio_map_call, (void *)map));
+			       map->flags & VFIO_DMA_MAP_FLAG_WRITE, vfio_map_call, (void *)map));
 }
 
 SAFEPIN_EXPORT int safepin_vfio_unmap_dma(int container_fd,
@@ -297,7 +302,7 @@ SAFEPIN_EXPORT int safepin_iommufd_map(int iommufd, struct iommu_ioas_map *map)
 	    !(map->flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)))
 		return fail(ioctl(iommufd, IOMMU_IOAS_MAP, map) ? -errno : 0);
 	return fail(map_locked(iommufd, map->ioas_id, map->user_va, map->length,
-			       iommufd_map_call, map));
+			       map->flags & IOMMU_IOAS_MAP_WRITEABLE, iommufd_map_call, map));
 }
 
 SAFEPIN_EXPORT int safepin_iommufd_unmap(int iommufd, struct iommu_ioas_unmap *unmap)

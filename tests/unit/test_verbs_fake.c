@@ -177,6 +177,34 @@ static void test_reg_marks_before_provider(void **state)
 	assert_int_equal(stats_now().live_registrations, 0);
 }
 
+/*
+ * A region the device may write is pinned for write by the kernel, which
+ * faults its pages in itself: marked, not pre-faulted.  A read-only region
+ * is pre-faulted with write semantics before the provider sees it.
+ */
+static void test_prefault_only_without_local_write(void **state)
+{
+	struct safepin_stats before;
+	struct ibv_mr *mr;
+
+	(void)state;
+	assert_int_equal(madvise(buf, 8 * PAGE, MADV_DONTNEED), 0);
+	before = stats_now();
+	mr = safepin_reg_mr(&fake_pd, buf, 2 * PAGE, RW);
+	assert_non_null(mr);
+	assert_string_equal(fake.seen, "DD......");
+	assert_int_equal(stats_now().prefaulted_pages, before.prefaulted_pages);
+	assert_false(pagemap_entry(buf) & PM_PRESENT);
+	assert_int_equal(safepin_dereg_mr(mr), 0);
+
+	mr = safepin_reg_mr(&fake_pd, buf + 4 * PAGE, 2 * PAGE, IBV_ACCESS_REMOTE_READ);
+	assert_non_null(mr);
+	assert_string_equal(fake.seen, "....DD..");
+	assert_int_equal(stats_now().prefaulted_pages, before.prefaulted_pages + 2);
+	assert_true(pagemap_entry(buf + 4 * PAGE) & PM_PRESENT);
+	assert_int_equal(safepin_dereg_mr(mr), 0);
+}
+
 static void test_reg_failure_keeps_errno_and_unmarks(void **state)
 {
 	(void)state;
@@ -331,6 +359,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fork_support_off_is_asked_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reg_marks_before_provider, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefault_only_without_local_write, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_reg_failure_keeps_errno_and_unmarks, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_reg_failure_leaves_no_parked_mark, setup,
