@@ -443,6 +443,35 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 	return 0;
 }
 
+int range_map_remark(struct range_map *map, uintptr_t start, uintptr_t end,
+		     enum range_mark from, enum range_mark to)
+{
+	struct btree_cursor c, first;
+	struct spot s;
+	struct bp *b;
+	int ret;
+
+	if (start >= end)
+		return -EINVAL;
+	locate(map, start, &s);
+	/* Breakpoints at both ends (saying what the map says), then the
+	 * spares a later rollback needs; undone by normalizing. */
+	ret = place(map, start, &s, &c) ? 0 : -ENOMEM;
+	if (!ret)
+		ret = place_at(map, end);
+	if (!ret)
+		ret = btree_reserve(&map->tree, range_map_spares_wanted(map));
+	b = bp_ge(map, start, &c);
+	first = c;
+	for (; !ret && b && b->start < end; b = btree_next(&map->tree, &c))
+		if (b->count && b->mark == from)
+			b->mark = (uint8_t)to;
+	normalize(map, &first, end);
+	btree_trim(&map->tree);
+	sync_spares(map);
+	return ret;
+}
+
 /* --- consistency check, for tests --------------------------------------- */
 
 static int bp_item_cmp(const void *a, const void *b)

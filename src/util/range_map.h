@@ -81,6 +81,15 @@ int range_map_add(struct range_map *map, uintptr_t start, uintptr_t end,
 int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
 		  range_seg_fn fn, void *ctx);
 
+/*
+ * Give the pages of [start, end) that are counted and carry mark @from
+ * mark @to instead; counts do not change.  For a mark that has to change
+ * while registrations hold the pages (a window's, when it closes).
+ * Return: 0, or -ENOMEM (nothing changed).
+ */
+int range_map_remark(struct range_map *map, uintptr_t start, uintptr_t end,
+		     enum range_mark from, enum range_mark to);
+
 /* Make sure the next range_map_sub() cannot fail with -ENOMEM. */
 int range_map_reserve(struct range_map *map);
 /*

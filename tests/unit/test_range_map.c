@@ -4,7 +4,7 @@
  * per page, updated the obvious way.  Random adds and subs, with the
  * allocator failing at random, must leave both in the same state, and the
  * runs reported on 1->0 must be exactly the maximal runs of pages that
- * dropped to zero.
+ * dropped to zero.  A remark changes the mark of counted pages only.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -197,7 +197,19 @@ static void random_against_model(size_t pages, int rounds, unsigned int seed)
 		for (size_t p = a; p < b; p++)
 			covered &= m.count[p] > 0;
 		test_alloc_budget = rand() % 8 == 0 ? rand() % 4 : -1;
-		if (rand() % 2 || !covered) {
+		if (rand() % 5 == 0) {
+			enum range_mark from = (enum range_mark)(rand() % 3);
+			enum range_mark to = (enum range_mark)(rand() % 3);
+
+			ret = range_map_remark(&map, ADDR(a), ADDR(b), from, to);
+			if (ret) {
+				assert_int_equal(ret, -ENOMEM);
+			} else {
+				for (size_t p = a; p < b; p++)
+					if (m.count[p] && m.mark[p] == from)
+						m.mark[p] = to;
+			}
+		} else if (rand() % 2 || !covered) {
 			struct seg_list segs;
 
 			random_segs(&map, ADDR(a), ADDR(b), &segs);
