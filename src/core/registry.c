@@ -248,6 +248,26 @@ void registry_learn_clean_vma(const struct vma_info *v)
 	clean_vmas.next = (clean_vmas.next + 1) % CLEAN_VMAS;
 }
 
+/*
+ * A window's mark (registry_window.c): WIPEONFORK, whatever the policy,
+ * so that a DONTFORK the application sets inside an open window is a VMA
+ * flag of its own, which closing the window (KEEPONFORK) leaves alone.
+ * Only the application's own WIPEONFORK keeps a window off its pages.
+ * @block_clean: the window's block is a whole VMA the probe of a
+ * neighbouring window showed without WIPEONFORK.
+ */
+static enum range_mark window_mark_for(const struct vma_info *v, uintptr_t start,
+				       uintptr_t end, bool block_clean)
+{
+	if (!(v->flags & VMA_VMFLAGS)) {
+		if (start > v->start || end < v->end)
+			return MARK_PROBE;
+		return block_clean || clean_vma_known(v) ? RANGE_MARK_WIPEONFORK :
+							   MARK_NEED_VMFLAGS;
+	}
+	return v->flags & (VMA_IO | VMA_WIPEONFORK) ? RANGE_MARK_NONE : RANGE_MARK_WIPEONFORK;
+}
+
 static enum range_mark mark_for(const struct vma_info *v, uintptr_t start, uintptr_t end)
 {
 	if (registry_state.unprotected || registry_state.policy == SAFEPIN_POLICY_KERNEL_COPY)
@@ -327,6 +347,8 @@ struct seg_builder {
 	struct range_seg *s;
 	size_t n, cap;
 	bool need_vmflags;
+	bool window;		/* the 0->1 runs are a window's (window_mark_for()) */
+	bool block_clean;
 };
 
 static int push_seg(struct seg_builder *b, uintptr_t start, uintptr_t end,
@@ -368,7 +390,8 @@ static int split_gap(void *ctx, const struct range_seg *gap)
 			continue;
 		}
 		end = v->end < gap->end ? v->end : gap->end;
-		mark = mark_for(v, pos, end);
+		mark = b->window ? window_mark_for(v, pos, end, b->block_clean) :
+				   mark_for(v, pos, end);
 		if (mark == MARK_NEED_VMFLAGS)
 			b->need_vmflags = true;
 		ret = push_seg(b, pos, end, mark);
@@ -545,26 +568,35 @@ static const struct vma_info *vma_of(const struct vma_list *l, uintptr_t addr)
 	return NULL;
 }
 
-/*
- * After MADV_DONTFORK on a MARK_PROBE run: was the VMA already DONTFORK
- * (the application's mark: count only) or did we mark it?  Unsure means
- * ours: unmarking later at worst clears a mark the application set, while
- * the reverse would leave a registered page unprotected.
- */
-static enum range_mark resolve_probe(const struct vma_list *vmas, const struct range_seg *seg)
+/* What a MARK_PROBE run is marked with: DONTFORK, or a window's WIPEONFORK. */
+static enum range_mark advice_mark(enum range_mark mark, bool window)
 {
-	const struct vma_info *was = vma_of(vmas, seg->start);
-	struct vma_info now;
-
-	if (was && !vm_vma_at(seg->start, &now) && now.start <= was->start &&
-	    now.end >= was->end)
-		return RANGE_MARK_NONE;
-	return RANGE_MARK_DONTFORK;
+	if (mark != MARK_PROBE)
+		return mark;
+	return window ? RANGE_MARK_WIPEONFORK : RANGE_MARK_DONTFORK;
 }
 
-static enum range_mark advice_mark(enum range_mark mark)
+enum range_mark registry_resolve_probe(const struct vma_info *was, uintptr_t start,
+				       enum range_mark mark)
 {
-	return mark == MARK_PROBE ? RANGE_MARK_DONTFORK : mark;
+	struct vma_info now;
+
+	if (was && !vm_vma_at(start, &now) && now.start <= was->start && now.end >= was->end)
+		return RANGE_MARK_NONE;
+	return mark;
+}
+
+/*
+ * After the madvise() of a MARK_PROBE run: did the VMA already carry the
+ * flag (the application's mark: count only) or did we set it?  Unsure
+ * means ours: unmarking later at worst clears a mark the application set,
+ * while the reverse would leave a registered page unprotected.
+ */
+static enum range_mark resolve_probe(const struct vma_list *vmas, const struct range_seg *seg,
+				     bool window)
+{
+	return registry_resolve_probe(vma_of(vmas, seg->start), seg->start,
+				      advice_mark(MARK_PROBE, window));
 }
 
 /*
@@ -584,9 +616,9 @@ static int mark_segs(struct seg_builder *b, const struct vma_list *vmas)
 			i++;
 			continue;
 		}
-		run.mark = advice_mark(run.mark);
+		run.mark = advice_mark(run.mark, b->window);
 		for (j = i + 1; j < b->n && b->s[j].start == b->s[j - 1].end &&
-		     advice_mark(b->s[j].mark) == run.mark; j++)
+		     advice_mark(b->s[j].mark, b->window) == run.mark; j++)
 			;
 		run.end = b->s[j - 1].end;
 		ret = registry_mark_madvise(run.start, run.end, run.mark, true);
@@ -597,7 +629,7 @@ static int mark_segs(struct seg_builder *b, const struct vma_list *vmas)
 		}
 		for (k = i; k < j; k++) {
 			if (b->s[k].mark == MARK_PROBE)
-				b->s[k].mark = resolve_probe(vmas, &b->s[k]);
+				b->s[k].mark = resolve_probe(vmas, &b->s[k], b->window);
 			if (b->s[k].mark != RANGE_MARK_NONE)
 				registry_state.pages_marked +=
 					base_pages(b->s[k].start, b->s[k].end);
@@ -646,9 +678,10 @@ static int commit_marks(struct seg_builder *b, const struct vma_list *vmas, uint
 	return ret;
 }
 
-int registry_count_range_locked(struct vma_list *vmas, uintptr_t start, uintptr_t end)
+int registry_count_window_locked(struct vma_list *vmas, uintptr_t start, uintptr_t end,
+				 bool block_clean)
 {
-	struct seg_builder b = { .vmas = vmas };
+	struct seg_builder b = { .vmas = vmas, .window = true, .block_clean = block_clean };
 	int ret = plan_marks(&b, vmas, start, end);
 
 	if (!ret)

@@ -129,11 +129,20 @@ void registry_learn_clean_vma(const struct vma_info *v);
 /* Drop the partial edge pages of @ext from the edge counts. */
 void registry_edges_sub(const struct reg_extent *ext);
 /*
- * Add one to every page of [start, end), marking the 0->1 runs as their
- * VMAs (@vmas, covering the range) need.  Return 0 or -errno; nothing
- * changed on error.
+ * Add one to every page of [start, end), a window's block, marking the
+ * 0->1 runs WIPEONFORK where the application did not (@vmas cover the
+ * range; @block_clean: the block is one VMA known without WIPEONFORK).
+ * Return 0 or -errno; nothing changed on error.
  */
-int registry_count_range_locked(struct vma_list *vmas, uintptr_t start, uintptr_t end);
+int registry_count_window_locked(struct vma_list *vmas, uintptr_t start, uintptr_t end,
+				 bool block_clean);
+/*
+ * After the madvise() that set @mark on [start, ...) inside the VMA @was
+ * (NULL: unknown): @mark if it moved a bound of that VMA, or
+ * RANGE_MARK_NONE if the VMA carried the flag already (the application's).
+ */
+enum range_mark registry_resolve_probe(const struct vma_info *was, uintptr_t start,
+				       enum range_mark mark);
 
 /*
  * 1->0 runs being unmarked together: gathered, sorted and merged, so that

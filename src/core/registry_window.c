@@ -262,8 +262,7 @@ static bool window_fits(const struct vma_info *v)
 {
 	if (v->page_size != vm_base_page_size())
 		return false;
-	if (v->flags & (VMA_SHARED | VMA_FILE | VMA_HUGETLB | VMA_IO | VMA_DONTFORK |
-			VMA_WIPEONFORK))
+	if (v->flags & (VMA_SHARED | VMA_FILE | VMA_HUGETLB | VMA_IO | VMA_WIPEONFORK))
 		return false;
 	return (v->flags & (VMA_READ | VMA_WRITE)) == (VMA_READ | VMA_WRITE);
 }
@@ -307,9 +306,9 @@ static int open_window(uintptr_t key)
 		ret = -ENOMEM;
 		goto out;
 	}
-	if (l.n == 1 && l.v[0].start == ws && l.v[0].end == we && block_set_del(&clean_blocks, key))
-		registry_learn_clean_vma(&l.v[0]);
-	ret = registry_count_range_locked(&l, ws, we);
+	ret = registry_count_window_locked(&l, ws, we,
+					   l.n == 1 && l.v[0].start == ws && l.v[0].end == we &&
+					   block_set_del(&clean_blocks, key));
 	if (ret)
 		goto out;
 	registry_windows_change_begin();
@@ -319,7 +318,7 @@ static int open_window(uintptr_t key)
 	 * does not say its PTE is writable: after a fork that one may not be. */
 	if (vm_cow_child_seen())
 		vm_write_fault_present(ws, we);
-	/* We marked pages of the one VMA: it carried no mark of the application's. */
+	/* We marked pages of the one VMA: it carried no WIPEONFORK of the application's. */
 	if (l.n == 1 && registry_state.pages_marked > marked) {
 		learn_clean_piece(l.v[0].start, ws);
 		learn_clean_piece(we, l.v[0].end);
@@ -365,11 +364,143 @@ int registry_open_windows_locked(const struct vma_list *vmas, const struct reg_e
 	return opened->n;
 }
 
+/*
+ * Closing a window, the pages registrations still hold trade its
+ * WIPEONFORK for their own DONTFORK.  The application may have marked them
+ * DONTFORK itself since the window opened (a flag of its own on our
+ * WIPEONFORK VMA): probed as any marking is, and then left to it.
+ */
+
+/* The VMAs under [start, end), with VmFlags if @smaps. */
+static int list_vmas(uintptr_t start, uintptr_t end, bool smaps, struct vma_vec *l)
+{
+	l->n = 0;
+	return smaps ? vm_for_each_vma_smaps(start, end, vma_vec_collect, l) :
+		       vm_for_each_vma(start, end, vma_vec_collect, l);
+}
+
+/* One piece of a held run, inside the one VMA @v. */
+static void keep_piece(uintptr_t start, uintptr_t end, const struct vma_info *v)
+{
+	/* A piece of a VMA shows by a split whether the flag was there. */
+	bool probe = start > v->start || end < v->end;
+	enum range_mark mark = RANGE_MARK_DONTFORK;
+	uint64_t pages = (end - start) / vm_base_page_size();
+
+	if (!probe && (v->flags & VMA_DONTFORK))
+		mark = RANGE_MARK_NONE;		/* smaps: the application's */
+	if (range_map_remark(&registry_state.pages, start, end, RANGE_MARK_WIPEONFORK, mark))
+		goto keep_window_mark;
+	if (mark == RANGE_MARK_DONTFORK) {
+		if (registry_mark_madvise(start, end, RANGE_MARK_DONTFORK, true)) {
+			range_map_remark(&registry_state.pages, start, end, mark,
+					 RANGE_MARK_WIPEONFORK);
+			goto keep_window_mark;
+		}
+		if (probe)
+			mark = registry_resolve_probe(v, start, RANGE_MARK_DONTFORK);
+		if (mark == RANGE_MARK_NONE)
+			range_map_remark(&registry_state.pages, start, end,
+					 RANGE_MARK_DONTFORK, RANGE_MARK_NONE);
+	}
+	if (mark == RANGE_MARK_NONE)
+		registry_state.pages_marked -= pages;
+	if (registry_mark_madvise(start, end, RANGE_MARK_WIPEONFORK, false)) {
+		registry_state.failures++;
+		sp_log(SP_LOG_ERROR, "%#lx-%#lx: the window's WIPEONFORK could not be cleared",
+		       (unsigned long)start, (unsigned long)end);
+	}
+	return;
+keep_window_mark:
+	/* Still protected: a child gets zeros there instead of nothing. */
+	registry_state.failures++;
+	sp_log(SP_LOG_ERROR, "%#lx-%#lx keeps its window's WIPEONFORK: out of memory or "
+	       "madvise() failed", (unsigned long)start, (unsigned long)end);
+}
+
+static void keep_run(const struct range_seg *run)
+{
+	struct vma_vec l = { .v = NULL };
+	bool smaps = false;
+	int ret;
+
+	ret = list_vmas(run->start, run->end, false, &l);
+	for (size_t i = 0; !ret && i < l.n; i++)
+		smaps |= l.v[i].start >= run->start && l.v[i].end <= run->end;
+	if (!ret && smaps)
+		ret = list_vmas(run->start, run->end, true, &l);
+	if (ret) {
+		free(l.v);
+		registry_state.failures++;
+		sp_log(SP_LOG_ERROR, "%#lx-%#lx keeps its window's WIPEONFORK: cannot list "
+		       "its VMAs", (unsigned long)run->start, (unsigned long)run->end);
+		return;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		uintptr_t s = l.v[i].start > run->start ? l.v[i].start : run->start;
+		uintptr_t e = l.v[i].end < run->end ? l.v[i].end : run->end;
+
+		if (s < e)
+			keep_piece(s, e, &l.v[i]);
+	}
+	free(l.v);
+}
+
+#define HELD_BATCH 16
+
+struct held_runs {
+	struct range_seg run[HELD_BATCH];
+	size_t n;
+};
+
+/* Pages counted by the window and by registrations: a count of 2 or more. */
+static int collect_held(void *ctx, const struct range_seg *seg, unsigned int count)
+{
+	struct held_runs *h = ctx;
+
+	if (count < 2 || seg->mark != RANGE_MARK_WIPEONFORK)
+		return 0;
+	if (h->n && h->run[h->n - 1].end == seg->start) {
+		h->run[h->n - 1].end = seg->end;
+		return 0;
+	}
+	if (h->n == HELD_BATCH)
+		return 1;
+	h->run[h->n++] = *seg;
+	return 0;
+}
+
+/* Everything of [start, end) that registrations hold takes their marks. */
+static void keep_registered(uintptr_t start, uintptr_t end)
+{
+	uintptr_t pos = start;
+
+	while (pos < end) {
+		struct held_runs h = { .n = 0 };
+		int more = range_map_walk_range(&registry_state.pages, pos, end, collect_held, &h);
+
+		for (size_t i = 0; i < h.n; i++) {
+			/* Each remark needs the spares a reserve makes sure of. */
+			if (range_map_reserve(&registry_state.pages)) {
+				registry_state.failures++;
+				sp_log(SP_LOG_ERROR, "out of memory closing a window: "
+				       "registered pages keep its WIPEONFORK");
+				return;
+			}
+			keep_run(&h.run[i]);
+		}
+		if (!more || !h.n)
+			return;
+		pos = h.run[h.n - 1].end;
+	}
+}
+
 /* Take window @key out of the counts; its 1->0 runs join @b. 0 or -ENOMEM (it stays). */
 static int close_window(uintptr_t key, struct unmark_batch *b)
 {
 	uintptr_t ws = key << WINDOW_SHIFT;
 
+	keep_registered(ws, ws + WINDOW_SIZE);
 	if (range_map_reserve(&registry_state.pages))
 		return -ENOMEM;
 	range_map_sub(&registry_state.pages, ws, ws + WINDOW_SIZE, registry_batch_run, b);
@@ -443,9 +574,17 @@ void registry_drop_windows_locked(uintptr_t start, uintptr_t end,
 	registry_windows_change_begin();
 	if (!registry_settle_windows_locked()) {
 		while (window_meeting(start, end, &key)) {
+			uintptr_t ws = key << WINDOW_SHIFT, we = ws + WINDOW_SIZE;
+
 			block_set_del(&registry_state.windows, key);
-			drop(key << WINDOW_SHIFT, (key << WINDOW_SHIFT) + WINDOW_SIZE, start, end,
-			     gone);
+			/* What went away keeps no mark to trade. */
+			if (gone) {
+				keep_registered(ws, start > ws ? start : ws);
+				keep_registered(end < we ? end : we, we);
+			} else {
+				keep_registered(ws, we);
+			}
+			drop(ws, we, start, end, gone);
 		}
 	}
 	registry_windows_change_end();

@@ -453,22 +453,19 @@ int range_map_remark(struct range_map *map, uintptr_t start, uintptr_t end,
 
 	if (start >= end)
 		return -EINVAL;
+	/* Breakpoints at both ends, saying what the map says (two inserts:
+	 * a reserve's spares cover them); undone by normalizing. */
 	locate(map, start, &s);
-	/* Breakpoints at both ends (saying what the map says), then the
-	 * spares a later rollback needs; undone by normalizing. */
 	ret = place(map, start, &s, &c) ? 0 : -ENOMEM;
 	if (!ret)
 		ret = place_at(map, end);
-	if (!ret)
-		ret = btree_reserve(&map->tree, range_map_spares_wanted(map));
 	b = bp_ge(map, start, &c);
 	first = c;
 	for (; !ret && b && b->start < end; b = btree_next(&map->tree, &c))
 		if (b->count && b->mark == from)
 			b->mark = (uint8_t)to;
 	normalize(map, &first, end);
-	btree_trim(&map->tree);
-	sync_spares(map);
+	range_map_reserve(map);		/* best effort, as after a sub */
 	return ret;
 }
 

@@ -85,7 +85,8 @@ int range_map_sub(struct range_map *map, uintptr_t start, uintptr_t end,
  * Give the pages of [start, end) that are counted and carry mark @from
  * mark @to instead; counts do not change.  For a mark that has to change
  * while registrations hold the pages (a window's, when it closes).
- * Return: 0, or -ENOMEM (nothing changed).
+ * Return: 0, or -ENOMEM (nothing changed); like range_map_sub(), it
+ * cannot fail after a successful range_map_reserve().
  */
 int range_map_remark(struct range_map *map, uintptr_t start, uintptr_t end,
 		     enum range_mark from, enum range_mark to);

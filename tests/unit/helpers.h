@@ -71,7 +71,7 @@ int child_reads(const void *const *addrs, size_t n, unsigned char expect);
 bool child_segfaults_at(const void *addr);
 /*
  * A child of a raw clone() (no atfork handler runs) reads @p: 1 if it read
- * 0x5a, 0 if it died with SIGSEGV.
+ * 0x5a, 0 if it died with SIGSEGV, -1 if it read 0 (a WIPEONFORK page).
  */
 int raw_clone_reads(const volatile char *p);
 
