@@ -826,6 +826,20 @@ static int pin(uintptr_t addr, size_t len, const struct pin_placement *pl, bool 
 		trusted = registry_meets_window_locked(ext.start, ext.end);
 	if (!ret && registry_state.windowed) {
 		ret = registry_open_windows_locked(&vmas, &ext, &opened);
+		/* Inside the windows it opened: recorded as any pin there is. */
+		if (ret > 0 && !pl) {
+			ret = pin_in_windows(addr, len, device_faults);
+			if (ret != -EAGAIN) {
+				if (ret) {	/* nothing changed: neither may the windows */
+					registry_lock();
+					registry_close_opened_locked(&opened);
+					registry_unlock();
+				}
+				free(vmas.v);
+				return ret;
+			}
+			ret = 1;
+		}
 		if (ret > 0) {
 			/* The windows' marks moved VMA bounds the marking reads. */
 			vmas.n = 0;

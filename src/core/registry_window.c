@@ -289,14 +289,18 @@ static int collect_fitting(void *ctx, const struct vma_info *vma)
  * smaps to be marked (see mark_for() in registry.c) unless clean_blocks
  * knows it.
  */
-static int open_window(uintptr_t key)
+static int open_window(uintptr_t key, const struct vma_info *known)
 {
 	uintptr_t ws = key << WINDOW_SHIFT, we = ws + WINDOW_SIZE;
 	uint64_t marked = registry_state.pages_marked;
 	struct vma_list l = { .want = ws };
 	int ret;
 
-	ret = vm_for_each_vma(ws, we, collect_fitting, &l);
+	/* The pin's own VMA, just listed, often holds the whole block. */
+	if (known && known->start <= ws && known->end >= we)
+		ret = collect_fitting(&l, known);
+	else
+		ret = vm_for_each_vma(ws, we, collect_fitting, &l);
 	if (!ret && l.want < we)
 		ret = DOES_NOT_FIT;
 	if (ret)
@@ -353,7 +357,8 @@ int registry_open_windows_locked(const struct vma_list *vmas, const struct reg_e
 		if ((ext->start <= ws && ext->end >= we) ||
 		    block_set_has(&registry_state.windows, key[i]) || !window_fits(v))
 			continue;
-		ret = open_window(key[i]);
+		/* The VMAs listed before this call's first madvise() still stand. */
+		ret = open_window(key[i], opened->n ? NULL : v);
 		if (!ret) {
 			opened->key[opened->n++] = key[i];
 		} else if (ret != DOES_NOT_FIT) {
