@@ -171,15 +171,17 @@ enum safepin_unmark {
 	/*
 	 * Deferred, and coarser: a registration that has to mark pages of
 	 * private anonymous memory marks the whole 2 MiB-aligned blocks
-	 * ("windows") it covers in part, so that later registrations inside
-	 * them (random I/O buffers in a large pool) make no madvise() and no
-	 * VMA lookup, only a pagemap read.  The prepare handler of every
-	 * fork() closes the windows first: a fork() child sees exactly the
-	 * live registrations.  What it gives up beyond DEFERRED: memory
-	 * inside a window that no registration covers is also absent in the
-	 * child of a raw clone() (call safepin_flush() before one), and an
-	 * MADV_DONTFORK the application sets itself inside an open window
-	 * is cleared at the next fork().  docs/deferred-unmarking.md.
+	 * ("windows") it covers in part MADV_WIPEONFORK, so that later
+	 * registrations inside them (random I/O buffers in a large pool)
+	 * make no madvise() and no VMA lookup, only a pagemap read.  The
+	 * prepare handler of every fork() closes the windows first: a
+	 * fork() child sees exactly the live registrations, and the
+	 * application's own MADV_DONTFORK, set before or inside a window,
+	 * is kept.  What it gives up beyond DEFERRED: the child of a raw
+	 * clone() reads zeros in open windows (call safepin_flush() before
+	 * one), and an MADV_WIPEONFORK the application sets itself inside
+	 * an open window is cleared at the next fork().
+	 * docs/deferred-unmarking.md.
 	 */
 	SAFEPIN_UNMARK_WINDOWED = 2,
 };
