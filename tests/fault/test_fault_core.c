@@ -257,6 +257,51 @@ static struct safepin_stats stats_now(void)
 	return st;
 }
 
+/*
+ * Closing a window trades its WIPEONFORK for DONTFORK on the pages a live
+ * registration holds.  When that madvise() fails, the pages keep the
+ * window's mark (still protected: a child gets zeros there), nothing else
+ * of the block stays marked, the failure is counted, and the release
+ * later clears the mark it did get.  Pages 8-40 of wblk's block.
+ */
+static int check_window_close_keeps_registered(void)
+{
+	char *p = wblk + 8 * PAGE, marks[40];
+	struct safepin_stats before;
+
+	if (safepin_set_unmark(SAFEPIN_UNMARK_WINDOWED) || safepin_pin(p + 4 * PAGE, 2 * PAGE, 0))
+		return 1;
+	fault_marks(p, 32, marks);
+	if (strcmp(marks, "WWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWW"))
+		return 2;
+	before = stats_now();
+	fault_fail_next(FK_MADVISE, MADV_DONTFORK);
+	if (safepin_flush() || !fault_fired())
+		return 3;
+	fault_marks(p, 32, marks);
+	printf("window close, DONTFORK failing: %s, failures +%lu, marked %lu\n", marks,
+	       (unsigned long)(stats_now().failures - before.failures),
+	       (unsigned long)stats_now().pages_marked);
+	if (strcmp(marks, "....WW..........................") ||
+	    stats_now().failures != before.failures + 1 || stats_now().pages_marked != 2)
+		return 4;
+	if (safepin_unpin(p + 4 * PAGE, 2 * PAGE))
+		return 5;
+	fault_marks(p, 32, marks);
+	if (strcmp(marks, "................................") || stats_now().pages_marked)
+		return 6;
+	/* Without the failure: the registration's own DONTFORK, and nothing else. */
+	if (safepin_pin(p + 4 * PAGE, 2 * PAGE, 0) || safepin_flush())
+		return 7;
+	fault_marks(p, 32, marks);
+	if (strcmp(marks, "....DD..........................") || stats_now().pages_marked != 2)
+		return 8;
+	if (safepin_unpin(p + 4 * PAGE, 2 * PAGE) || safepin_set_unmark(SAFEPIN_UNMARK_IMMEDIATE))
+		return 9;
+	fault_marks(p, 32, marks);
+	return strcmp(marks, "................................") ? 10 : 0;
+}
+
 /* Run @check in a child, on a registry of its own (fresh counts, arena and
  * set of recently unpinned ranges); its return value, or -1. */
 static int in_child(int (*check)(void))
@@ -619,6 +664,11 @@ int main(void)
 	if ((ret = in_child(check_flush_unbatched_same_end_state))) {
 		printf("check_flush_unbatched_same_end_state: %d\n", ret);
 		printf("FAIL: a flush without its batch ended unlike immediate unmarking\n");
+		fails++;
+	}
+	if ((ret = in_child(check_window_close_keeps_registered))) {
+		printf("check_window_close_keeps_registered: %d\n", ret);
+		printf("FAIL: a window closing over a registration lost or leaked a mark\n");
 		fails++;
 	}
 	fault_summary("test_fault_core");
