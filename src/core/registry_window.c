@@ -8,9 +8,13 @@
  * other madvise() slower), so deferred unmarking marks and unmarks them,
  * two madvise() calls per pair, each a VMA split or merge under the mmap
  * lock taken for writing.  A window instead is a whole 2 MiB-aligned block
- * of private anonymous memory that the library marks DONTFORK at once and
- * counts as one more registration of its pages.  Neighbouring windows merge
- * into one VMA.  A registration inside open windows then finds every page
+ * of private anonymous memory that the library marks at once and counts as
+ * one more registration of its pages.  Neighbouring windows merge into one
+ * VMA.  The mark is MADV_WIPEONFORK: against a raw clone() it protects the
+ * parent as DONTFORK does (no page of the VMA is copied, so no PTE is
+ * write-protected), and it leaves DONTFORK to the application: one it sets
+ * inside an open window is a flag of its own, which closing the window
+ * does not clear.  A registration inside open windows then finds every page
  * counted and marked: no madvise(), no VMA lookup; one read of
  * /proc/self/pagemap checks that its pages are present and mapped by this
  * process alone (which also means private and anonymous), else the full
@@ -25,7 +29,9 @@
  * Marking is only observed at fork.  The prepare handler of every fork()
  * closes the windows before anything else (registry_before_fork_locked()):
  * their counts go, the pages no registration covers are unmarked (runs
- * merged), so the child sees exactly the live registrations.  Windows are
+ * merged), the pages registrations hold trade WIPEONFORK for DONTFORK
+ * (keep_registered()), so the child sees exactly the live registrations,
+ * with nothing where they are.  Windows are
  * also closed on safepin_flush(), on ENOMEM (their VMA splits count against
  * vm.max_map_count), when MAX_WINDOWS are open and a new one is needed,
  * and when the mode changes.
