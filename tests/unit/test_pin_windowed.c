@@ -401,6 +401,49 @@ static void test_monitor_drops_unmapped_window(void **state)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == blk + BLOCK);
 }
 
+/*
+ * Part of a window unmapped under a registration, under the monitor's eye:
+ * the window leaves the counts, and a registration that lives on in the
+ * rest of its block keeps its pages hidden from a child (DONTFORK now),
+ * while the rest of the block goes back to what it was.
+ */
+static void test_dropped_window_keeps_live_marks(void **state)
+{
+	struct safepin_monitor_opts o = { .size = sizeof(o), .callback = on_violation };
+	char *hole = blk + BLOCK + 200 * PAGE;
+	char marks[NBLOCKS * 8 + 1];
+	int ret;
+
+	(void)state;
+	ret = safepin_monitor_start(&o);
+	if (ret) {
+		print_message("skipped: userfaultfd unavailable here (errno %d)\n", errno);
+		skip();
+	}
+	pin(BLOCK + PAGE, PAGE);			/* opens the window */
+	pin(BLOCK + 300 * PAGE, 2 * PAGE);		/* lives on */
+	pin(BLOCK + 202 * PAGE, PAGE);			/* goes with the unmapped memory */
+	unpin(BLOCK + PAGE, PAGE);
+	assert_blocks("........WWWWWWWW................");
+	assert_int_equal(munmap(hole, 8 * PAGE), 0);
+	for (int i = 0; i < 2000 && vma_has_flag(blk + BLOCK + 300 * PAGE, "wf"); i++)
+		usleep(1000);
+	assert_true(vma_has_flag(blk + BLOCK + 300 * PAGE, "dc"));
+	assert_false(vma_has_flag(blk + BLOCK + 300 * PAGE, "wf"));
+	assert_false(vma_has_flag(blk + BLOCK + 299 * PAGE, "dc"));
+	assert_false(vma_has_flag(blk + BLOCK + 299 * PAGE, "wf"));
+	assert_false(vma_has_flag(blk + BLOCK + 302 * PAGE, "wf"));
+	assert_int_equal(stats_now().pages_marked, 2);
+	unpin(BLOCK + 202 * PAGE, PAGE);		/* released without a complaint */
+	unpin(BLOCK + 300 * PAGE, 2 * PAGE);
+	assert_int_equal(safepin_monitor_stop(), 0);
+	assert_true(mmap(hole, 8 * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == hole);
+	memset(hole, 0x5a, 8 * PAGE);
+	fork_marks_stride(blk, NBLOCKS * 8, STRIDE, marks);
+	assert_string_equal(marks, "................................");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -419,6 +462,7 @@ int main(void)
 		T(test_block_between_windows_needs_no_smaps),
 		T(test_leaving_the_mode_closes_windows),
 		T(test_monitor_drops_unmapped_window),
+		T(test_dropped_window_keeps_live_marks),
 #undef T
 	};
 
