@@ -4,11 +4,22 @@
 
 #ifndef SP_LOCK_PTHREAD
 #include <linux/futex.h>
+#include <stdint.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-/* About what glibc's adaptive mutex spins before it sleeps. */
-#define SPIN_TRIES 100
+/*
+ * How long to spin before sleeping.  The registry lock is held across a
+ * madvise() or a VMA query (a few microseconds, the holder running in the
+ * kernel): a waiter that sleeps instead pays a FUTEX_WAKE in the holder and
+ * a wake-up latency of its own (tens of microseconds in a VM), which made
+ * two threads on disjoint ranges half as fast together as one alone.
+ * Beyond it the holder is likely off its CPU or in a long call (smaps).
+ */
+#define SPIN_NS 20000
+/* Pauses between two looks at the clock. */
+#define SPIN_BATCH 32
 
 static inline void cpu_relax(void)
 {
@@ -29,17 +40,31 @@ static void futex(atomic_int *word, int op, int val)
  * running and will be out soon.  Stop at 0 (free) or 2 (a sleeper: the
  * holder will make a system call to wake it, spinning gains nothing).
  */
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static int spin(struct sp_lock *l)
 {
+	uint64_t deadline = 0;
 	int c;
 
-	for (int i = 0; i < SPIN_TRIES; i++) {
-		c = atomic_load_explicit(&l->state, memory_order_relaxed);
-		if (c != 1)
-			return c;
-		cpu_relax();
+	for (;;) {
+		for (int i = 0; i < SPIN_BATCH; i++) {
+			c = atomic_load_explicit(&l->state, memory_order_relaxed);
+			if (c != 1)
+				return c;
+			cpu_relax();
+		}
+		if (!deadline)
+			deadline = now_ns() + SPIN_NS;
+		else if (now_ns() >= deadline)
+			return atomic_load_explicit(&l->state, memory_order_relaxed);
 	}
-	return atomic_load_explicit(&l->state, memory_order_relaxed);
 }
 
 void sp_lock_slow(struct sp_lock *l)
